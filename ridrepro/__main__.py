@@ -1,0 +1,5 @@
+import sys
+
+from ridrepro.cli import main
+
+sys.exit(main())
