@@ -365,12 +365,15 @@ def add_commands(sub):
     p.add_argument("--data", help="CIFAR-10 location (default: $RIDREPRO_DATA)")
     p.add_argument("--cache-dir", help="tensor cache folder (default: $RIDREPRO_CACHE or ~/.cache/ridrepro)")
     p.add_argument("--download", action="store_true", help="download the official archive if none is found")
+    p.add_argument("--per-class", nargs=2, type=int, metavar=("TRAIN", "TEST"), default=OFFICIAL_PER_CLASS,
+                   help="images per class the source must hold (default: the official 5000 1000)")
     p.set_defaults(func=_cmd_data)
 
 
 def _cmd_data(args):
     start = time.perf_counter()
-    ds = load_cifar10(args.data, cache_dir=args.cache_dir, download=args.download, verbose=True)
+    ds = load_cifar10(args.data, cache_dir=args.cache_dir, download=args.download,
+                      expected_per_class=tuple(args.per_class), verbose=True)
     print(f"loaded in {time.perf_counter() - start:.2f} s")
     for split in ("train", "test"):
         print(f"{split}: {len(getattr(ds, split + '_y'))} images, per class {ds.counts(split)}")

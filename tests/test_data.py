@@ -313,3 +313,43 @@ def test_real_archive():
         # Pixel checksums of the re-encoded copy, decoded by libjpeg(-turbo) through torchvision.
         assert hashlib.sha256(ds.train_x.numpy().tobytes()).hexdigest().startswith("f12bc101717acd0d")
         assert hashlib.sha256(ds.test_x.numpy().tobytes()).hexdigest().startswith("2fb7dfcd1893f37e")
+
+
+def test_download_goes_through_torchvision_with_the_official_md5(images, tmp_path, monkeypatch):
+    import torchvision.datasets.utils as tv_utils
+
+    calls = []
+
+    def fake_download(url, root, filename, md5):  # no network here: unpack a local tiny archive instead
+        calls.append((url, filename, md5))
+        write_pickle_folder(Path(root), images)
+
+    monkeypatch.setattr(tv_utils, "download_and_extract_archive", fake_download)
+    target = tmp_path / "dl"
+    target.mkdir()
+    with pytest.raises(FileNotFoundError, match="no CIFAR-10 found"):
+        load(target, tmp_path)
+    ds = load(target, tmp_path, download=True)
+    assert calls == [("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", "cifar-10-python.tar.gz",
+                      "c58f30108f718f92721af3b95e74349a")]
+    assert ds.provenance["kind"] == "pickle-folder" and ds.provenance["official_md5_match"] is False
+
+
+def test_command_line_reports_bad_input_in_one_line(tmp_path, capsys):
+    from ridrepro.cli import main
+
+    assert main(["data", "--data", str(tmp_path / "nowhere"), "--cache-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ridrepro data: error: no CIFAR-10 found") and "Traceback" not in err
+
+
+def test_command_line_loads_and_prints(images, tmp_path, capsys):
+    from ridrepro.cli import main
+
+    source = write_image_folder(tmp_path, images)
+    args = ["data", "--data", str(source), "--cache-dir", str(tmp_path / "c"), "--per-class"]
+    assert main(args + ["3", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "train: 30 images, per class [3, 3, 3, 3, 3, 3, 3, 3, 3, 3]" in out and '"kind": "image-folder"' in out
+    assert main(args + ["5000", "1000"]) == 2
+    assert "expected 5000 each" in capsys.readouterr().err
