@@ -1,0 +1,114 @@
+"""RID, Redundant Information Distillation (paper Algorithm 1, eqs. 11 and 13; protocols.md sections 2-4).
+
+Per distilled layer k: teacher filter f_t, its classification head g_t, student filter f_s and a
+per-channel weight sigma_c = softplus(alpha_c) + 1e-3. V = f_t(T_k) - f_s(S_k). Alternation is per epoch:
+
+  teacher-filter phase (eq. 11), only f_t and g_t step:
+      sum_k CE(Y, g_t(f_t(T_k)))  [+ sum_k mean_{b,c,h,w}( V^2 / sigma_c )  unless this is warm-up]
+  student phase (eq. 13), the student, f_s and sigma step:
+      lambda1 CE(Y, student(x)) + lambda2 sum_k mean_{b,c,h,w}( sigma_c^2 + V^2 / sigma_c )
+
+The paper writes sums over c,h,w and ||sigma||^2; the code takes means, which the lambdas assume.
+
+Epoch schedule (protocol data): `warmup` epochs of CE-only filter training, then `cycles` cycles of q
+epochs whose first r*q epochs are the filter phase. The authors' code has no separate warm-up: the
+distillation term joins the filter loss only from cycle `filter_distil_from_cycle` on (1 in the code,
+so the first cycle's filter epochs are the warm-up; 0 for the paper's Algorithm 1).
+"""
+
+import torch
+import torch.nn as nn
+
+from ridrepro.distill.base import Distiller, ce, channel_param, variance
+
+SPATIAL = (32, 16, 8)  # CIFAR tap sizes of the three groups
+
+
+def teacher_filter(ct, cs):
+    """f_t: conv1x1(Ct->Ct) BN ReLU conv1x1(Ct->Cs), no bias."""
+    return nn.Sequential(nn.Conv2d(ct, ct, 1, bias=False), nn.BatchNorm2d(ct), nn.ReLU(),
+                         nn.Conv2d(ct, cs, 1, bias=False))
+
+
+def student_filter(cs):
+    """f_s: conv1x1(Cs->2Cs) BN ReLU conv1x1(2Cs->Cs), no bias."""
+    return nn.Sequential(nn.Conv2d(cs, 2 * cs, 1, bias=False), nn.BatchNorm2d(2 * cs), nn.ReLU(),
+                         nn.Conv2d(2 * cs, cs, 1, bias=False))
+
+
+def head(cs, size, num_classes=10):
+    """g: Flatten ReLU Linear(Cs*H*W -> classes)."""
+    return nn.Sequential(nn.Flatten(), nn.ReLU(), nn.Linear(cs * size * size, num_classes))
+
+
+def rid_filter_term(ft, fs, sigma):
+    """Eq. 11's distillation term for one layer: mean(V^2 / sigma_c)."""
+    return torch.mean((fs - ft) ** 2 / sigma)
+
+
+def rid_student_term(ft, fs, sigma):
+    """Eq. 13's distillation term for one layer: mean(sigma_c^2 + V^2 / sigma_c)."""
+    return torch.mean(sigma ** 2 + (fs - ft) ** 2 / sigma)
+
+
+class RID(Distiller):
+    def __init__(self, student, teacher, lam1=1.0, lam2=10.0, warmup=0, cycles=10, q=30, r=0.25,
+                 filter_distil_from_cycle=1, num_classes=10):
+        super().__init__(student, teacher)
+        if cycles < 1 or q < 1 or not 0 < r < 1:
+            raise ValueError(f"RID needs cycles >= 1, q >= 1 and 0 < r < 1, got {cycles}, {q}, {r}")
+        self.lam1, self.lam2 = lam1, lam2
+        self.warmup, self.cycles, self.q, self.r = warmup, cycles, q, r
+        self.filter_distil_from_cycle = filter_distil_from_cycle
+        pairs = list(zip(teacher.channels, student.channels, SPATIAL))
+        self.f_t = nn.ModuleList(teacher_filter(ct, cs) for ct, cs, _ in pairs)
+        self.g_t = nn.ModuleList(head(cs, n, num_classes) for _, cs, n in pairs)
+        self.f_s = nn.ModuleList(student_filter(cs) for _, cs, _ in pairs)
+        self.alpha = nn.ParameterList(channel_param(cs) for _, cs, _ in pairs)
+
+    def param_groups(self):
+        return {"filter": [*self.f_t.parameters(), *self.g_t.parameters()],
+                "student": [*self.student.parameters(), *self.f_s.parameters(), *self.alpha]}
+
+    def cycle(self, epoch):
+        return None if epoch < self.warmup else (epoch - self.warmup) // self.q
+
+    def phase(self, epoch):
+        if epoch < self.warmup:
+            return "warmup"
+        # The code's test `epoch % q < r*q` (r*q may be fractional: 7.5 -> epochs 0..7 of each cycle).
+        if (epoch - self.warmup) % self.q < self.r * self.q:
+            return "filter" if self.cycle(epoch) >= self.filter_distil_from_cycle else "warmup"
+        return "student"
+
+    def phase_groups(self, phase):
+        return ("student",) if phase == "student" else ("filter",)
+
+    def sigmas(self):
+        return [variance(a) for a in self.alpha]
+
+    def loss(self, x, y, t_taps, phase):
+        if phase == "student":
+            return self._student_loss(x, y, t_taps)
+        ft = [f(t) for f, t in zip(self.f_t, t_taps)]
+        ce_loss = sum(ce(g(f), y) for g, f in zip(self.g_t, ft))
+        terms = {"filter_ce": ce_loss.detach()}
+        if phase == "warmup":  # the student is not needed: its output would be multiplied by 0
+            return ce_loss, terms, None
+        with torch.no_grad():  # only f_t, g_t learn in this phase; the student still runs in train mode
+            logits, s_taps = self.student(x, taps=True)
+            fs = [f(s) for f, s in zip(self.f_s, s_taps)]
+            sig = self.sigmas()
+        distil = sum(rid_filter_term(a, b, s) for a, b, s in zip(ft, fs, sig))
+        terms["filter_distil"] = distil.detach()
+        return ce_loss + distil, terms, logits
+
+    def _student_loss(self, x, y, t_taps):
+        with torch.no_grad():  # f_t is fixed in this phase (its BN still tracks statistics, as in the code)
+            ft = [f(t) for f, t in zip(self.f_t, t_taps)]
+        logits, s_taps = self.student(x, taps=True)
+        fs = [f(s) for f, s in zip(self.f_s, s_taps)]
+        ce_loss = ce(logits, y)
+        distil = sum(rid_student_term(a, b, s) for a, b, s in zip(ft, fs, self.sigmas()))
+        loss = self.lam1 * ce_loss + self.lam2 * distil
+        return loss, {"ce": ce_loss.detach(), "rid": distil.detach()}, logits
