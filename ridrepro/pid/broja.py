@@ -23,7 +23,7 @@ U = H(Y) + f(Q) is a rigorous upper bound (as is I(Y;T,S) itself, from Q = P). T
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.linalg import solve_triangular
+from scipy.linalg.lapack import dpotrf, dpotrs
 
 from .measures import _h, unit_factor, validate_joint
 
@@ -66,67 +66,50 @@ class PIDResult:
 # Interior-point core, batched: P has shape (B, nt, ns, ny); members may contain zero rows/columns.
 
 
-def _softmax_blocks(lam, mu, M, blk):
-    """g_ts = logsumexp over the block's support and p_ts = its softmax (zeros off support)."""
-    c = np.where(M, lam[:, :, None, :] + mu[:, None, :, :], -np.inf)
-    cmax = np.where(blk, c.max(-1), 0.0)
-    e = np.exp(c - cmax[..., None])
-    z = np.where(blk, e.sum(-1), 1.0)
-    return cmax + np.log(z), e / z[..., None]
-
-
-def _schur_matrix(d, v, c, free):
+def _schur_matrix(d, v, c, pinned, out=None):
     """sum over (t,s) blocks of A_k^T (diag(d_k) + c_k v_k v_k^T) A_k, where A_k maps (lam, mu) to
-    lam(t, .) + mu(s, .) on block k. Dense (B, n, n) with n = (nt + ns) ny."""
+    lam(t, .) + mu(s, .) on block k: dense (B, n, n), n = (nt + ns) ny. `pinned` = (batch, index)
+    arrays of variables held fixed; `out` (from a previous call, same shapes) is reused."""
     B, nt, ns, ny = d.shape
-    eye = np.eye(ny)
-    cv = c[..., None] * v
-    htt = np.einsum("btsy,btsz->btyz", cv, v) + np.einsum("bty,yz->btyz", d.sum(2), eye)
-    hss = np.einsum("btsy,btsz->bsyz", cv, v) + np.einsum("bsy,yz->bsyz", d.sum(1), eye)
-    cross = np.einsum("btsy,btsz->btysz", cv, v)
-    cross += np.einsum("btsy,yz->btysz", d, eye)
-    it, is_ = np.arange(nt), np.arange(ns)
-    tt = np.zeros((B, nt, ny, nt, ny))
-    tt[:, it, :, it, :] = htt.transpose(1, 0, 2, 3)
-    ss = np.zeros((B, ns, ny, ns, ny))
-    ss[:, is_, :, is_, :] = hss.transpose(1, 0, 2, 3)
-    x = cross.reshape(B, nt * ny, ns * ny)
-    H = np.concatenate(
-        [
-            np.concatenate([tt.reshape(B, nt * ny, nt * ny), x], 2),
-            np.concatenate([x.transpose(0, 2, 1), ss.reshape(B, ns * ny, ns * ny)], 2),
-        ],
-        1,
-    )
+    iy = np.arange(ny)
+    blocks = (c[..., None] * v)[..., :, None] * v[..., None, :]  # (B, nt, ns, ny, ny)
+    blocks[..., iy, iy] += d
+    H = np.zeros((B, nt + ns, ny, nt + ns, ny)) if out is None else out.reshape(B, nt + ns, ny, nt + ns, ny)
+    H[:, :nt, :, nt:, :] = blocks.transpose(0, 1, 3, 2, 4)
+    H[:, nt:, :, :nt, :] = blocks.transpose(0, 2, 4, 1, 3)
+    it, is_ = np.arange(nt), nt + np.arange(ns)
+    H[:, it, :, it, :] = blocks.sum(2).transpose(1, 0, 2, 3)
+    H[:, is_, :, is_, :] = blocks.sum(1).transpose(1, 0, 2, 3)
+    n = (nt + ns) * ny
+    H = H.reshape(B, n, n)
     # Variables off the support, and one mu(s, y) per y (the gauge lam + c_y, mu - c_y leaves every
     # block unchanged), are pinned: identity rows keep one dense shape across the batch.
-    f = free.astype(float)
-    H *= f[:, :, None]
-    H *= f[:, None, :]
-    n = H.shape[1]
-    H[:, np.arange(n), np.arange(n)] += 1.0 - f
+    bi, ii = pinned
+    H[bi, ii, :] = 0.0
+    H[bi, :, ii] = 0.0
+    H[bi, ii, ii] = 1.0
     return H
 
 
 def _cholesky(H):
-    try:
-        return np.linalg.cholesky(H)
-    except np.linalg.LinAlgError:
-        # Round-off can make the PSD matrix indefinite late in the path; a relative ridge is harmless
-        # because each step is only a search direction and the certificate is computed afterwards.
-        d = np.abs(np.diagonal(H, axis1=1, axis2=2)).max(1)
-        n = H.shape[1]
-        for k in range(-14, -4):
-            try:
-                return np.linalg.cholesky(H + (10.0**k * d)[:, None, None] * np.eye(n))
-            except np.linalg.LinAlgError:
-                continue
-        raise
+    """Cholesky factors of each matrix of the batch (LAPACK directly: numpy's batched wrappers cost
+    more than a 200x200 factorisation). A matrix that round-off made indefinite late in the path gets
+    a small relative ridge: each step is only a search direction, the certificate is computed apart."""
+    out = []
+    for h in H:
+        c, info = dpotrf(h, lower=1, clean=0)
+        k = -14
+        while info != 0 and k < -4:
+            c, info = dpotrf(h + 10.0**k * np.abs(np.diag(h)).max() * np.eye(len(h)), lower=1, clean=0)
+            k += 1
+        if info != 0:
+            raise np.linalg.LinAlgError("Newton matrix is not positive definite")
+        out.append(c)
+    return out
 
 
 def _cho_solve(L, b):
-    y = solve_triangular(L, b[..., None], lower=True)
-    return solve_triangular(L, y, lower=True, trans="T")[..., 0]
+    return np.stack([dpotrs(c, bi, lower=1)[0] for c, bi in zip(L, b)])
 
 
 def _project(Q, Pty, Psy, steps=30):
@@ -190,260 +173,196 @@ def _neg_cond_entropy(Q):
     return terms.sum((1, 2, 3))
 
 
-def _bounds(P, lam, mu, Q, bt):
-    """Rigorous (lower, upper, Q) for J* = H(Y) + min f(Q), from any iterate (nats)."""
-    g, _ = _softmax_blocks(lam, mu, bt.M, bt.blk)
-    shift = np.where(bt.blk, g, -np.inf).max((1, 2))
-    dual = (lam * bt.Pty).sum((1, 2)) + (mu * bt.Psy).sum((1, 2)) - shift
-    Q, err = _project(Q, bt.Pty, bt.Psy)
+def _bounds(bt, x, q):
+    """Rigorous (lower, upper, Q) for J* = H(Y) + min f(Q) from any iterate (nats).
+
+    lower: x shifted by max_k g_k is dual feasible, and weak duality bounds f* from below.
+    upper: q projected onto the marginal constraints is primal feasible; P itself always is.
+    """
+    g, _ = bt.softmax(x)
+    dual = (x * bt.b).sum(1) - np.where(bt.blk, g, -np.inf).max((1, 2))
+    Q, err = _project(q, bt.Pty, bt.Psy)
     fq = _neg_cond_entropy(Q)
-    fp = _neg_cond_entropy(P)
-    # A Q that could not be matched to the marginals is discarded for P, which is always feasible.
+    fp = _neg_cond_entropy(bt.P)
+    # A Q that could not be matched to the marginals is discarded for P.
     use_q = (fq < fp) & (err < 1e-14)
     upper = np.where(use_q, fq, fp)
-    Q = np.where(use_q[:, None, None, None], Q, P)
+    Q = np.where(use_q[:, None, None, None], Q, bt.P)
     return dual + bt.hy, upper + bt.hy, Q
 
 
 class _Batch:
-    """Fixed data of a padded batch P (B, nt, ns, ny): supports, pinned variables, H(Y)."""
+    """Fixed data of a padded batch P (B, nt, ns, ny): supports, pinned variables, H(Y), and the
+    maps between x = (lam, mu) (shape (B, n), n = (nt + ns) ny) and the (t, s) blocks."""
 
     def __init__(self, P):
         self.P = P
         B, nt, ns, ny = P.shape
+        self.shape = P.shape
         self.Pty, self.Psy, self.Py = P.sum(2), P.sum(1), P.sum((1, 2))
         self.mt, self.ms = self.Pty > 0, self.Psy > 0
         self.M = self.mt[:, :, None, :] & self.ms[:, None, :, :]
         self.blk = self.M.any(-1)
+        self.dense = bool(self.M.all())  # no zeros anywhere: masking can be skipped
+        self.blkf = self.blk.astype(float)
         self.K = np.maximum(self.blk.sum((1, 2)), 1)
         ms_free = self.ms.copy()
         bb, yy = np.meshgrid(np.arange(B), np.arange(ny), indexing="ij")
         ms_free[bb, self.Psy.argmax(1), yy] = False
-        self.free = np.concatenate([self.mt.reshape(B, -1), ms_free.reshape(B, -1)], 1)
+        self.free = np.concatenate([self.mt.reshape(B, -1), ms_free.reshape(B, -1)], 1).astype(float)
+        self.pinned = np.nonzero(self.free == 0)
         self.b = np.concatenate([self.Pty.reshape(B, -1), self.Psy.reshape(B, -1)], 1)
         self.hy = np.array([_h(P[i], (2,)) for i in range(B)])
 
-    def residual(self, q):
-        """Marginals of q[t, s, y] minus those of P, stacked like x = (lam, mu)."""
-        B = q.shape[0]
-        return np.concatenate([(q.sum(2) - self.Pty).reshape(B, -1), (q.sum(1) - self.Psy).reshape(B, -1)], 1)
-
     def split(self, x):
-        B, nt, ns, ny = self.P.shape
+        B, nt, ns, ny = self.shape
         return x[:, : nt * ny].reshape(B, nt, ny), x[:, nt * ny:].reshape(B, ns, ny)
 
-    def jt(self, v, p):
-        """J^T v: sum over blocks of v_k p_k, scattered to (lam, mu)."""
-        B = v.shape[0]
-        return np.concatenate([np.einsum("bts,btsy->bty", v, p).reshape(B, -1),
-                               np.einsum("bts,btsy->bsy", v, p).reshape(B, -1)], 1)
+    def softmax(self, x):
+        """g_k = logsumexp_y (lam(t,y) + mu(s,y)) over the block's support, and p_k = softmax."""
+        lam, mu = self.split(x)
+        c = lam[:, :, None, :] + mu[:, None, :, :]
+        if self.dense:
+            cmax = c.max(-1)
+            e = np.exp(c - cmax[..., None])
+            z = e.sum(-1)
+        else:
+            c = np.where(self.M, c, -np.inf)
+            cmax = np.where(self.blk, c.max(-1), 0.0)
+            e = np.exp(c - cmax[..., None])
+            z = np.where(self.blk, e.sum(-1), 1.0)
+        return cmax + np.log(z), e / z[..., None]
+
+    def residual(self, q):
+        """Marginals of q[t, s, y] minus those of P, stacked like x; pinned entries zeroed."""
+        B = q.shape[0]
+        r = np.concatenate([(q.sum(2) - self.Pty).reshape(B, -1), (q.sum(1) - self.Psy).reshape(B, -1)], 1)
+        return r * self.free
+
+    def jt(self, w, p):
+        """J^T w = sum over blocks of w_k p_k, scattered to (lam, mu)."""
+        wp = w[..., None] * p
+        B = w.shape[0]
+        return np.concatenate([wp.sum(2).reshape(B, -1), wp.sum(1).reshape(B, -1)], 1)
 
     def j(self, dx, p):
         """J dx: the first-order change of every g_k."""
         dlam, dmu = self.split(dx)
-        return np.einsum("btsy,bty->bts", p, dlam) + np.einsum("btsy,bsy->bts", p, dmu)
+        return (p * (dlam[:, :, None, :] + dmu[:, None, :, :])).sum(-1)
 
 
-def _barrier(bt, lam, mu, s, p, nu, gap_goal, max_iter):
-    """Phase 1: barrier path-following, robust from any strictly feasible start.
-
-    For a barrier weight nu, Newton's method with backtracking minimises
-        phi(x) = -b.x - nu sum_k log s_k,   s_k = -g_k(x) > 0,   x = (lam, mu),
-    which is convex and, because the primal has the strictly positive feasible point Q0, coercive
-    up to the gauge, so every centring converges. At its minimiser m_k = nu / s_k are the block
-    masses of a feasible Q and the duality gap is K nu; nu then shrinks geometrically. Stops once
-    K nu <= gap_goal after a centring (then m = nu / s is still accurate: s >> round-off).
-    """
-    blk, K = bt.blk, bt.K
-    active = np.ones(len(nu), bool)
-    it = 0
-    for it in range(max_iter):
-        m = np.where(blk, nu[:, None, None] / s, 0.0)
-        grad = bt.residual(m[..., None] * p) * bt.free
-        H = _schur_matrix(m[..., None] * p, p, np.where(blk, m / s - m, 0.0), bt.free)
-        dx = _cho_solve(_cholesky(H), -grad)
-        dlam, dmu = bt.split(dx)
-        slope = (grad * dx).sum(1)  # -(Newton decrement)^2
-        active &= ~((K * nu <= gap_goal) & (-slope < 1e-3 * nu))
-        if not active.any():
-            break
-
-        def merit(lam, mu, s):
-            x = np.concatenate([lam.reshape(len(nu), -1), mu.reshape(len(nu), -1)], 1)
-            return -(x * bt.b).sum(1) - nu * np.where(blk, np.log(s), 0.0).sum((1, 2))
-
-        phi0 = merit(lam, mu, s)
-        alpha = np.where(active, 1.0, 0.0)
-        todo = active.copy()
-        for _ in range(60):
-            lam_t = lam + alpha[:, None, None] * dlam
-            mu_t = mu + alpha[:, None, None] * dmu
-            g_t, p_t = _softmax_blocks(lam_t, mu_t, bt.M, blk)
-            s_t = np.where(blk, -g_t, 1.0)
-            ok = np.all(s_t > 0, (1, 2))
-            phi = merit(lam_t, mu_t, np.where(ok[:, None, None], s_t, 1.0))
-            ok &= phi <= phi0 + 0.25 * alpha * slope + 1e-15 * (np.abs(phi0) + nu * K)
-            todo &= ~ok
-            if not todo.any():
-                break
-            alpha = np.where(todo, 0.5 * alpha, alpha)
-        upd = ((alpha > 0) & ~todo)[:, None, None]
-        lam, mu, s = np.where(upd, lam_t, lam), np.where(upd, mu_t, mu), np.where(upd, s_t, s)
-        p = np.where(upd[..., None], p_t, p)
-        # Centred enough (small decrement relative to nu): follow the path with a long step.
-        centred = active & (-slope < 0.1 * nu) & (K * nu > gap_goal)
-        nu = np.where(centred, np.maximum(nu * SHRINK, 0.5 * gap_goal / K), nu)
-    return lam, mu, s, p, nu, it
+def _max_step(v, dv, tau):
+    """Largest step in [0, 1] keeping v + a dv >= (1 - tau) v (fraction to the boundary)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(dv < 0, v / -dv, np.inf).min((1, 2))
+    return np.minimum(1.0, tau * ratio)
 
 
-def _polish(bt, lam, mu, s, p, m, tol, max_iter):
-    """Phase 2: Mehrotra primal-dual steps from a point near the central path.
-
-    The block masses m are now variables of their own, fixed by the (linear in m) marginal
-    equations, so they stay accurate when the slacks s reach round-off. Slacks are free
-    variables (g + s = 0 is a residual), which is safe only close to the solution, hence phase 1.
-    Yields each iterate (lam, mu, m, p) for certification.
-    """
-    blk, K = bt.blk, bt.K
-    for _ in range(max_iter):
-        g, p = _softmax_blocks(lam, mu, bt.M, blk)
-        r_d = bt.residual(m[..., None] * p) * bt.free
-        r_p = np.where(blk, g + s, 0.0)
-        yield lam, mu, m, p
-        msv = np.where(blk, m * s, 0.0)
-        nu = msv.sum((1, 2)) / K
-        res = np.maximum(np.abs(r_d).max(1), np.abs(r_p).max((1, 2)))
-        L = _cholesky(_schur_matrix(m[..., None] * p, p, np.where(blk, m / s - m, 0.0), bt.free))
-
-        def direction(r_c):
-            v = np.where(blk, (-r_c + m * r_p) / s, 0.0)
-            dx = _cho_solve(L, (-r_d - bt.jt(v, p)) * bt.free)
-            ds = np.where(blk, -r_p - bt.j(dx, p), 0.0)
-            dm = np.where(blk, (-r_c - m * ds) / s, 0.0)
-            return dx, ds, dm
-
-        def max_step(v, dv, tau):
-            with np.errstate(divide="ignore", invalid="ignore"):
-                ratio = np.where(blk & (dv < 0), -v / dv, np.inf).min((1, 2))
-            return np.minimum(1.0, tau * ratio)
-
-        _, ds_a, dm_a = direction(msv)
-        a_s, a_m = max_step(s, ds_a, 1.0), max_step(m, dm_a, 1.0)
-        nu_aff = np.where(blk, (s + a_s[:, None, None] * ds_a) * (m + a_m[:, None, None] * dm_a), 0.0)
-        sigma = np.clip(nu_aff.sum((1, 2)) / K / np.maximum(nu, 1e-300), 0.0, 1.0) ** 3
-        # Complementarity must not outrun the residual: with s far below it, the step (which
-        # divides by s) can no longer resolve the residual and the iterate stalls.
-        target = np.maximum(sigma * nu, res)
-        dx, ds, dm = direction(np.where(blk, msv + ds_a * dm_a - target[:, None, None], 0.0))
-        tau = np.clip(1.0 - nu, 0.99, 1.0 - 1e-8)
-        a_x, a_m = max_step(s, ds, tau), max_step(m, dm, tau)
-        dlam, dmu = bt.split(dx)
-        lam = lam + a_x[:, None, None] * dlam
-        mu = mu + a_x[:, None, None] * dmu
-        s = np.where(blk, s + a_x[:, None, None] * ds, 1.0)
-        m = np.where(blk, m + a_m[:, None, None] * dm, 0.0)
-
-
-def _solve_batch(P, tol=1e-11, max_iter=200):
+def _solve_batch(P, tol=1e-11, max_iter=100):
     """Certified BROJA solve for a padded batch P (B, nt, ns, ny).
 
     Returns (lower, upper, Q, iters): rigorous bounds on J* = min I_Q(Y;T,S) in nats and a
     feasible Q achieving `upper`.
 
-    Primal-dual interior point on the dual with Mehrotra's centring. The dual iterate stays strictly
-    feasible (s = -g(x) > 0); the block masses m are separate variables, fixed by the marginal
-    equations (linear in m), so they stay accurate when s reaches round-off. Steps are accepted by
-    backtracking on the log-barrier merit phi(x) = -b.x - nu sum log s, for which the primal-dual
-    step (without corrector) is a descent direction; phi is convex and coercive up to the gauge
-    because the primal has the strictly positive feasible point Q0.
+    Primal-dual interior point on the dual with Mehrotra's centring. The dual iterate x stays
+    strictly feasible (s = -g(x) > 0); the block masses m are variables of their own, fixed by the
+    marginal equations (linear in m), so they stay accurate when s reaches round-off. Steps are
+    accepted by backtracking on the log-barrier merit phi(x) = -b.x - nu sum log s, for which the
+    primal-dual step (without corrector) is a descent direction; phi is convex and coercive up to
+    the gauge because the primal has the strictly positive feasible point Q0. Invariants on empty
+    blocks (padding, zeros): s = 1, m = 0, p = 0.
     """
     bt = _Batch(P)
     B = P.shape[0]
-    blk, K = bt.blk, bt.K
+    blk, blkf, K = bt.blk, bt.blkf, bt.K
     # Start where softmax reproduces the conditionally independent coupling
     # Q0 = P(t,y) P(s,y) / P(y), shifted so that every slack is >= 1; m = Q0's block masses.
     lpy = np.log(np.where(bt.Py > 0, bt.Py, 1.0))
     lam = np.where(bt.mt, np.log(np.where(bt.mt, bt.Pty, 1.0)) - 0.5 * lpy[:, None, :], 0.0)
     mu = np.where(bt.ms, np.log(np.where(bt.ms, bt.Psy, 1.0)) - 0.5 * lpy[:, None, :], 0.0)
-    g, p = _softmax_blocks(lam, mu, bt.M, blk)
+    x = np.concatenate([lam.reshape(B, -1), mu.reshape(B, -1)], 1)
+    g, p = bt.softmax(x)
     gmax = np.where(blk, g, -np.inf).max((1, 2))
-    lam = np.where(bt.mt, lam - (gmax + 1.0)[:, None, None], 0.0)
+    x[:, : lam[0].size] -= (gmax + 1.0)[:, None] * bt.mt.reshape(B, -1)
     s = np.where(blk, gmax[:, None, None] + 1.0 - g, 1.0)
     m = np.where(blk, np.exp(g), 0.0)
 
-    def merit(lam, mu, s, nu):
-        x = np.concatenate([lam.reshape(B, -1), mu.reshape(B, -1)], 1)
-        return -(x * bt.b).sum(1) - nu * np.where(blk, np.log(s), 0.0).sum((1, 2))
-
-    def max_step(v, dv, tau):
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.where(blk & (dv < 0), -v / dv, np.inf).min((1, 2))
-        return np.minimum(1.0, tau * ratio)
+    def merit(x, s, nu):
+        return -(x * bt.b).sum(1) - nu * np.log(s).sum((1, 2))  # log s = 0 on empty blocks
 
     active = np.ones(B, bool)
     lower, upper = np.full(B, -np.inf), np.full(B, np.inf)
     Q = P.copy()
     iters = np.zeros(B, int)
+    H = None
     for it in range(max_iter):
-        r_d = bt.residual(m[..., None] * p) * bt.free
-        msv = np.where(blk, m * s, 0.0)
-        nu = msv.sum((1, 2)) / K
+        q = m[..., None] * p
+        r_d = bt.residual(q)
+        ms_ = m * s
+        nu = ms_.sum((1, 2)) / K
         res = np.abs(r_d).max(1)
+        # Certify once the barrier gap K nu is below tol; continue if the certificate disagrees.
         near = active & (K * nu < tol) & (res < 1e-13)
         if near.any() or it == max_iter - 1:
             idx = np.flatnonzero(near | (active & (it == max_iter - 1)))
-            sub = _Batch(P[idx])
-            lo, up, Qc = _bounds(sub.P, lam[idx], mu[idx], m[idx][..., None] * p[idx], sub)
+            sub = _Batch(P[idx]) if len(idx) < B else bt
+            lo, up, Qc = _bounds(sub, x[idx], q[idx])
             lower[idx], upper[idx], Q[idx], iters[idx] = lo, up, Qc, it
             active[idx[up - lo <= tol]] = False
         if not active.any():
             break
-        L = _cholesky(_schur_matrix(m[..., None] * p, p, np.where(blk, m / s - m, 0.0), bt.free))
+        H = _schur_matrix(q, p, m / s - m, bt.pinned, H)
+        L = _cholesky(H)
 
         def direction(r_c):
-            dx = _cho_solve(L, (-r_d - bt.jt(np.where(blk, -r_c / s, 0.0), p)) * bt.free)
-            ds = np.where(blk, -bt.j(dx, p), 0.0)
-            dm = np.where(blk, (-r_c - m * ds) / s, 0.0)
-            return dx, ds, dm
+            dx = _cho_solve(L, (bt.jt(r_c / s, p) - r_d) * bt.free)
+            ds = -bt.j(dx, p)
+            return dx, ds, (-r_c - m * ds) / s
 
-        _, ds_a, dm_a = direction(msv)
-        a_s, a_m = max_step(s, ds_a, 1.0), max_step(m, dm_a, 1.0)
-        nu_aff = np.where(blk, (s + a_s[:, None, None] * ds_a) * (m + a_m[:, None, None] * dm_a), 0.0)
-        sigma = np.clip(nu_aff.sum((1, 2)) / K / np.maximum(nu, 1e-300), 0.0, 1.0) ** 3
-        # Complementarity may not outrun the marginal residual (the step divides by s, so with
-        # s far below the residual it could no longer be resolved), nor fall 1000x in one step.
+        # Mehrotra: the affine step predicts how far complementarity can fall this iteration.
+        _, ds_a, dm_a = direction(ms_)
+        a_s, a_m = _max_step(s, ds_a, 1.0), _max_step(m, dm_a, 1.0)
+        nu_aff = ((s + a_s[:, None, None] * ds_a) * (m + a_m[:, None, None] * dm_a)).sum((1, 2)) / K
+        sigma = np.clip(nu_aff / np.maximum(nu, 1e-300), 0.0, 1.0) ** 3
+        # Complementarity may not outrun the marginal residual (the step divides by s, so with s
+        # far below the residual it could no longer be resolved) nor fall more than 1/SIGMA_MIN.
         target = np.maximum(np.maximum(sigma, SIGMA_MIN) * nu, KAPPA * res)
-        dx, ds, dm = direction(np.where(blk, msv + ds_a * dm_a - target[:, None, None], 0.0))
-        slope = -(dx * bt.b).sum(1) - (np.where(blk, target[:, None, None] / s, 0.0) * ds).sum((1, 2))
-        bad = slope >= 0
-        if bad.any():  # the corrector can spoil descent; the plain centred step cannot
-            dx2, ds2, dm2 = direction(np.where(blk, msv - target[:, None, None], 0.0))
+        tb = target[:, None, None] * blkf
+        dx, ds, dm = direction(ms_ + ds_a * dm_a - tb)
+        slope = -(dx * bt.b).sum(1) - (tb / s * ds).sum((1, 2))
+        bad = active & (slope >= 0)
+        if bad.any():  # the corrector term can spoil descent; the plain centred step cannot
+            dx2, ds2, dm2 = direction(ms_ - tb)
             dx = np.where(bad[:, None], dx2, dx)
             ds, dm = np.where(bad[:, None, None], ds2, ds), np.where(bad[:, None, None], dm2, dm)
-            slope = -(dx * bt.b).sum(1) - (np.where(blk, target[:, None, None] / s, 0.0) * ds).sum((1, 2))
+            slope = -(dx * bt.b).sum(1) - (tb / s * ds).sum((1, 2))
         tau = np.clip(1.0 - nu, 0.99, 1.0 - 1e-8)
-        dlam, dmu = bt.split(dx)
-        alpha = np.where(active, max_step(s, ds, tau), 0.0)
-        phi0 = merit(lam, mu, s, target)
+        alpha = np.where(active, _max_step(s, ds, tau), 0.0)
+        phi0 = merit(x, s, target)
         todo = active.copy()
         for _ in range(40):
-            lam_t, mu_t = lam + alpha[:, None, None] * dlam, mu + alpha[:, None, None] * dmu
-            g_t, p_t = _softmax_blocks(lam_t, mu_t, bt.M, blk)
+            x_t = x + alpha[:, None] * dx
+            g_t, p_t = bt.softmax(x_t)
             s_t = np.where(blk, -g_t, 1.0)
             ok = np.all(s_t >= (1.0 - tau)[:, None, None] * s, (1, 2))
-            phi = merit(lam_t, mu_t, np.where(ok[:, None, None], s_t, 1.0), target)
+            with np.errstate(invalid="ignore"):
+                phi = merit(x_t, np.where(ok[:, None, None], s_t, 1.0), target)
             ok &= phi <= phi0 + 1e-4 * alpha * np.minimum(slope, 0.0) + 1e-15 * (np.abs(phi0) + K * target)
             todo &= ~ok
             if not todo.any():
                 break
             alpha = np.where(todo, 0.5 * alpha, alpha)
-        upd = (active & ~todo)[:, None, None]
-        lam, mu, s = np.where(upd, lam_t, lam), np.where(upd, mu_t, mu), np.where(upd, s_t, s)
-        p = np.where(upd[..., None], p_t, p)
-        a_m = np.where(active, np.minimum(max_step(m, dm, tau), np.where(todo, 1.0, 1.0)), 0.0)
-        m = np.where(blk, m + a_m[:, None, None] * dm, 0.0)
-        # Keep each m within a wide band around the central-path value target / s.
-        m = np.where(blk, np.clip(m, target[:, None, None] / (MBAND * s), MBAND * target[:, None, None] / s), 0.0)
+        upd = active & ~todo
+        if upd.all():
+            x, s, p = x_t, s_t, p_t
+        else:
+            x = np.where(upd[:, None], x_t, x)
+            s = np.where(upd[:, None, None], s_t, s)
+            p = np.where(upd[:, None, None, None], p_t, p)
+        a_m = np.where(active, _max_step(m, dm, tau), 0.0)
+        m = m + a_m[:, None, None] * dm
+        # Keep each m within a wide band around its central-path value target / s.
+        m = np.clip(m, tb / (MBAND * s), MBAND * tb / s)
     return lower, upper, Q, iters
 
 
@@ -481,7 +400,7 @@ def _compress(P):
     return P[np.ix_(*keep)], keep
 
 
-def broja_pid_batch(tables, unit="bits", normalize=False, tol=1e-11, max_iter=200):
+def broja_pid_batch(tables, unit="bits", normalize=False, tol=1e-11, max_iter=100):
     """BROJA PID of many distributions at once (a list of P[t, s, y], shapes may differ).
 
     The members share one interior-point loop on a zero-padded batch, so the per-iteration Python
@@ -515,7 +434,7 @@ def broja_pid_batch(tables, unit="bits", normalize=False, tol=1e-11, max_iter=20
     return results
 
 
-def broja_pid(P, unit="bits", normalize=False, solver="ip", tol=1e-11, max_iter=200):
+def broja_pid(P, unit="bits", normalize=False, solver="ip", tol=1e-11, max_iter=100):
     """BROJA PID of one distribution P[t, s, y] (numpy array; bits by default).
 
     solver="ip" (default) is the certified interior-point solver above; solver="cvxpy" is the
