@@ -1,0 +1,276 @@
+"""The one training loop for every method and the teacher, on CPU or CUDA (airbench-style).
+
+Data live as uint8 tensors on the device; batches are gathered, augmented (batched, on the device) and
+normalised on the fly. When the teacher is frozen in eval mode and augmentation is off, its taps are
+computed once per dataset and indexed per batch instead of running the teacher every step.
+"""
+
+import math
+import os
+import time
+from dataclasses import dataclass
+
+import torch
+from torch.nn.utils import clip_grad_norm_
+
+from ridrepro.data import normalize, random_crop_flip
+from ridrepro.distill import BAS, RID, TED, VID
+from ridrepro.models import WideResNet
+
+
+# ----------------------------------------------------------------------------- building blocks
+
+def build_model(arch):
+    depth, width, block = arch
+    return WideResNet(depth, width, block=block)
+
+
+def build_distiller(method, student, teacher=None):
+    kind = method.kind
+    if kind in ("bas", "teacher"):
+        return BAS(student)
+    if teacher is None:
+        raise ValueError(f"method {kind!r} needs a teacher")
+    if kind == "vid":
+        return VID(student, teacher, lam=method.lam[0])
+    if kind == "rid":
+        return RID(student, teacher, *method.lam, **method.rid)
+    if kind == "ted":
+        return TED(student, teacher, lam=method.lam[0], stage1_epochs=method.ted_stage1_epochs)
+    raise ValueError(f"unknown method kind {kind!r}")
+
+
+def lr_factor(optim):
+    """LambdaLR lambda for an Optim spec (see protocols.Schedule)."""
+    s = optim.schedule
+
+    def factor(step):
+        epoch = max(step - s.lag, 0)
+        f = s.gamma ** sum(m <= epoch for m in s.milestones)
+        return optim.lr * f if s.squared else f  # squared: PyTorch multiplies this by lr again
+
+    return factor
+
+
+def build_optimisers(distiller, method):
+    groups = distiller.param_groups()
+    if set(groups) != set(method.optim):
+        raise ValueError(f"method {method.kind!r} has parameter groups {sorted(groups)} but the protocol "
+                         f"gives optimisers for {sorted(method.optim)}")
+    opts, scheds = {}, {}
+    for name, params in groups.items():
+        o = method.optim[name]
+        if o.kind == "sgd":
+            opts[name] = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov,
+                                         weight_decay=o.weight_decay)
+        elif o.kind == "adam":
+            opts[name] = torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
+        else:
+            raise ValueError(f"unknown optimiser {o.kind!r}")
+        scheds[name] = torch.optim.lr_scheduler.LambdaLR(opts[name], lr_factor(o))
+    return opts, scheds
+
+
+@dataclass
+class DeviceData:
+    train_x: torch.Tensor  # uint8 (N, 3, 32, 32) on the device
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+
+
+def to_device(ds, device):
+    return DeviceData(*(t.to(device) for t in (ds.train_x, ds.train_y, ds.test_x, ds.test_y)))
+
+
+def prepare(x_uint8, norm, augment=False, generator=None):
+    if augment:
+        x_uint8 = random_crop_flip(x_uint8, generator=generator)
+    return normalize(x_uint8, *norm).contiguous(memory_format=torch.channels_last)
+
+
+@torch.no_grad()
+def tap_features(model, x_uint8, norm, batch_size, layers=(0, 1, 2)):
+    """Taps of a model in eval mode over a whole split, float32, on the split's device."""
+    was_training = model.training
+    model.eval()
+    out = [[] for _ in layers]
+    for i in range(0, len(x_uint8), batch_size):
+        taps = model(prepare(x_uint8[i:i + batch_size], norm), taps=True)[1]
+        for buf, layer in zip(out, layers):
+            buf.append(taps[layer].float())
+    model.train(was_training)
+    return [torch.cat(buf) for buf in out]
+
+
+@torch.no_grad()
+def evaluate(model, x_uint8, y, norm, batch_size, tap_layer=None):
+    """Accuracy and mean CE of `model` in eval mode; with tap_layer also that layer's outputs."""
+    was_training = model.training
+    model.eval()
+    correct, loss, taps = 0, 0.0, []
+    for i in range(0, len(x_uint8), batch_size):
+        logits, t = model(prepare(x_uint8[i:i + batch_size], norm), taps=True)
+        yb = y[i:i + batch_size]
+        correct += (logits.argmax(1) == yb).sum()
+        loss += torch.nn.functional.cross_entropy(logits.float(), yb, reduction="sum")
+        if tap_layer is not None:
+            taps.append(t[tap_layer].float())
+    model.train(was_training)
+    n = len(y)
+    return float(correct) / n, float(loss) / n, (torch.cat(taps) if taps else None)
+
+
+def available_bytes(device):
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def cache_decision(distiller, augment, mode, n_images, device, share=0.5):
+    """Whether to cache the teacher's taps: (bool, reason). mode: auto | on | off."""
+    if mode not in ("auto", "on", "off"):
+        raise ValueError(f"teacher cache mode must be auto, on or off, got {mode!r}")
+    if not distiller.uses_teacher:
+        return False, "the method does not use the teacher"
+    eligible = not augment and not distiller.teacher.training
+    if mode == "off":
+        return False, "disabled"
+    if not eligible:
+        if mode == "on":
+            raise ValueError("the teacher cache needs augmentation off and the teacher frozen in eval mode")
+        return False, "augmentation is on: the teacher runs live"
+    t = distiller.teacher
+    need = n_images * sum(c * s * s for c, s in zip(t.channels, (32, 16, 8))) * 4
+    if mode == "auto" and need > share * available_bytes(device):
+        return False, f"cache needs {need / 2**30:.1f} GiB, more than {share:.0%} of free memory: teacher runs live"
+    return True, f"cached {need / 2**30:.2f} GiB of teacher taps"
+
+
+# ----------------------------------------------------------------------------- the loop
+
+class Trainer:
+    """Trains one distiller (or teacher) under one protocol; state can be saved and restored exactly."""
+
+    def __init__(self, distiller, method, protocol, data, *, epochs, seed, device, augment, shuffle="epoch",
+                 teacher_cache="auto", bf16=False, pid_teachers=None, pid_seed=0, log=print):
+        if bf16 and torch.device(device).type != "cuda":
+            raise ValueError("bf16 autocast is only offered on CUDA")
+        if shuffle not in ("epoch", "fixed"):
+            raise ValueError(f"shuffle must be 'epoch' or 'fixed', got {shuffle!r}")
+        self.device = torch.device(device)
+        self.distiller = distiller.to(self.device, memory_format=torch.channels_last)
+        self.method, self.protocol, self.data = method, protocol, data
+        self.epochs, self.augment, self.shuffle, self.bf16 = epochs, augment, shuffle, bf16
+        self.norm = protocol.norm
+        self.opts, self.scheds = build_optimisers(distiller, method)
+        self.groups = distiller.param_groups()
+        self.gen = torch.Generator().manual_seed(seed)  # shuffling and augmentation; saved in checkpoints
+        self.fixed_order = torch.randperm(len(data.train_y), generator=torch.Generator().manual_seed(seed))
+        self.epoch = 0
+        self.log = log
+        self.pid_teachers = pid_teachers or {}
+        self.pid_seed = pid_seed
+        self._teacher_test_taps = {}
+        use, why = cache_decision(distiller, augment, teacher_cache, len(data.train_y), self.device)
+        self.cache_reason = why
+        self.cache = None
+        if use:
+            start = time.perf_counter()
+            self.cache = tap_features(distiller.teacher, data.train_x, self.norm, protocol.eval_batch_size)
+            why += f" in {time.perf_counter() - start:.1f} s"
+            self.cache_reason = why
+        if distiller.uses_teacher:
+            log(f"teacher taps: {why}")
+
+    # --- state ---------------------------------------------------------------------------------
+    def state_dict(self):
+        return {"epoch": self.epoch, "distiller": self.distiller.state_dict(),
+                "opts": {k: o.state_dict() for k, o in self.opts.items()},
+                "scheds": {k: s.state_dict() for k, s in self.scheds.items()},
+                "rng": {"gen": self.gen.get_state(), "torch": torch.get_rng_state(),
+                        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}}
+
+    def load_state_dict(self, state):
+        self.epoch = state["epoch"]
+        self.distiller.load_state_dict(state["distiller"])
+        for k, o in self.opts.items():
+            o.load_state_dict(state["opts"][k])
+        for k, s in self.scheds.items():
+            s.load_state_dict(state["scheds"][k])
+        self.gen.set_state(state["rng"]["gen"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if state["rng"]["cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+
+    # --- one epoch -----------------------------------------------------------------------------
+    def train_epoch(self, progress=None):
+        d, data, bs = self.distiller, self.data, self.protocol.batch_size
+        epoch = self.epoch
+        phase = d.phase(epoch)
+        active = d.phase_groups(phase)
+        lrs = {k: o.param_groups[0]["lr"] for k, o in self.opts.items()}
+        d.train()
+        n = len(data.train_y)
+        order = self.fixed_order if self.shuffle == "fixed" else torch.randperm(n, generator=self.gen)
+        order = order.to(self.device)
+        sums, correct, seen, steps = {}, 0, 0, 0
+        start = time.perf_counter()
+        for i in range(0, n, bs):
+            idx = order[i:i + bs]
+            x = prepare(data.train_x[idx], self.norm, self.augment, self.gen)
+            y = data.train_y[idx]
+            t_taps = None
+            if d.uses_teacher:
+                t_taps = [c[idx] for c in self.cache] if self.cache is not None else d.teacher_taps(x)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.bf16):
+                loss, terms, logits = d.loss(x, y, t_taps, phase)
+            d.zero_grad(set_to_none=True)
+            loss.backward()
+            for g in active:
+                if self.method.clip is not None:
+                    clip_grad_norm_(self.groups[g], self.method.clip)
+                self.opts[g].step()
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + v.float() * len(y)
+            if logits is not None:
+                correct += (logits.argmax(1) == y).sum()
+                seen += len(y)
+            steps += 1
+            if progress is not None:
+                progress.update(1)
+        for k, s in self.scheds.items():
+            if self.method.optim[k].schedule.stepped:
+                s.step()
+        seconds = time.perf_counter() - start
+        losses = {k: float(v) / n for k, v in sums.items()}
+        if any(not math.isfinite(v) for v in losses.values()):
+            self.log(f"warning: non-finite loss at epoch {epoch + 1}: {losses}")
+        self.epoch += 1
+        return {"epoch": self.epoch, "phase": phase, "cycle": d.cycle(epoch), "active": list(active),
+                "lr": lrs, "loss": losses, "train_acc": float(correct) / seen if seen else None,
+                "train_seconds": seconds, "images_per_s": n / seconds}
+
+    def evaluate(self):
+        s = self.distiller.student
+        acc, loss, _ = evaluate(s, self.data.test_x, self.data.test_y, self.norm, self.protocol.eval_batch_size)
+        return {"test_acc": acc, "test_loss": loss}
+
+    def pid(self):
+        """PID atoms of (teacher tap, student tap; label) on the test set, for each PID teacher."""
+        from ridrepro.pid import representation_pid  # imported lazily: training must not need the PID stack
+
+        layer, data = self.protocol.pid_layer, self.data
+        _, _, s = evaluate(self.distiller.student, data.test_x, data.test_y, self.norm,
+                           self.protocol.eval_batch_size, tap_layer=layer)
+        records = []
+        for label, teacher in self.pid_teachers.items():
+            if label not in self._teacher_test_taps:
+                self._teacher_test_taps[label] = tap_features(teacher.to(self.device), data.test_x, self.norm,
+                                                              self.protocol.eval_batch_size, layers=(layer,))[0]
+            start = time.perf_counter()
+            res = representation_pid(self._teacher_test_taps[label].cpu(), s.cpu(), data.test_y.cpu(),
+                                     preset=self.protocol.pid_preset, seed=self.pid_seed)
+            records.append({"epoch": self.epoch, "teacher": label, "layer": layer, "n": len(data.test_y),
+                            **res.to_dict(), "seconds": time.perf_counter() - start})
+        return records

@@ -1,0 +1,358 @@
+"""Run folders that survive interruption, and the functions that run one grid cell.
+
+Layout (root defaults to ./runs):
+    <root>/<protocol>/teacher-<tt|ut>-s<seed>/     teacher.pt, teacher.json (seed, test accuracy, sha256)
+    <root>/<protocol>/bas-s<seed>/                 BAS has no teacher
+    <root>/<protocol>/<vid|rid|ted>-<tt|ut>-s<seed>/
+(a teacher seed other than 0 is appended to the teacher label: rid-tt3-s0 uses teacher-tt-s3).
+Each folder holds config.json (identity + environment), metrics.jsonl, pid.jsonl, checkpoint.pt (written
+atomically after every epoch) and, once complete, finished.json. A finished run is never recomputed; a
+folder whose config identity differs from the requested one is an error, never overwritten.
+"""
+
+import hashlib
+import io
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from ridrepro import __version__
+from ridrepro.data import atomic_write_bytes
+from ridrepro.engine import Trainer, build_distiller, build_model, evaluate, to_device
+
+TEACHER_KINDS = ("tt", "ut")
+
+
+# ----------------------------------------------------------------------------- names
+
+def teacher_label(kind, teacher_seed=0):
+    if kind not in TEACHER_KINDS:
+        raise ValueError(f"teacher must be one of {TEACHER_KINDS}, got {kind!r}")
+    return kind if teacher_seed == 0 else f"{kind}{teacher_seed}"
+
+
+def teacher_dir(root, protocol, kind, seed):
+    return Path(root) / protocol / f"teacher-{teacher_label(kind)}-s{seed}"
+
+
+def student_dir(root, protocol, method, seed, teacher=None, teacher_seed=0):
+    name = f"bas-s{seed}" if method == "bas" else f"{method}-{teacher_label(teacher, teacher_seed)}-s{seed}"
+    return Path(root) / protocol / name
+
+
+# ----------------------------------------------------------------------------- files
+
+def file_sha256(path):
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def tensors_sha256(*tensors):
+    h = hashlib.sha256()
+    for t in tensors:
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def atomic_torch_save(obj, path):
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(buf.getvalue(), path)
+
+
+def atomic_json(obj, path):
+    atomic_write_bytes((json.dumps(obj, indent=2, sort_keys=True) + "\n").encode(), path)
+
+
+def git_commit():
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                             text=True, timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def environment(device):
+    return {"ridrepro": __version__, "git_commit": git_commit(), "torch": torch.__version__,
+            "python": platform.python_version(), "device": str(device),
+            "device_name": torch.cuda.get_device_name(device) if torch.device(device).type == "cuda"
+            else platform.processor() or platform.machine(),
+            "threads": torch.get_num_threads(), "host": platform.node()}
+
+
+class RunDir:
+    """One run's folder: config identity check, append-only logs, atomic checkpoint, lock."""
+
+    def __init__(self, path, identity, env, provenance=None):
+        self.path = Path(path)
+        self.identity = json.loads(json.dumps(identity))  # normalise tuples -> lists for comparison
+        self.env, self.provenance = env, provenance
+
+    # --- lifecycle --------------------------------------------------------------------------------
+    def open(self):
+        """Create or re-open the folder; a differing identity is an error."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        cfg = self.path / "config.json"
+        if cfg.exists():
+            old = json.loads(cfg.read_text())
+            if old.get("identity") != self.identity:
+                diff = sorted(_diff_keys(old.get("identity", {}), self.identity))
+                raise ValueError(f"{self.path} holds a different run (differs in: {', '.join(diff)}); "
+                                 "choose another --runs folder or delete that folder yourself")
+            if old.get("environment", {}).get("threads") != self.env["threads"]:
+                print(f"note: {self.path} was started with {old['environment'].get('threads')} threads, now "
+                      f"{self.env['threads']}: the result will not be bit-identical to an uninterrupted run",
+                      file=sys.stderr)
+        else:
+            atomic_json({"identity": self.identity, "environment": self.env,
+                         "data_provenance": self.provenance}, cfg)
+        self._lock()
+        return self
+
+    def _lock(self):
+        lock = self.path / "lock"
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            pid = int(lock.read_text().strip() or 0)
+            if pid and _alive(pid):
+                raise ValueError(f"{self.path} is in use by process {pid}")
+            lock.unlink()  # left behind by a killed process
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+
+    def close(self):
+        (self.path / "lock").unlink(missing_ok=True)
+
+    @property
+    def finished(self):
+        return (self.path / "finished.json").exists()
+
+    def finish(self, summary):
+        atomic_json(summary, self.path / "finished.json")
+
+    # --- logs -------------------------------------------------------------------------------------
+    def append(self, name, record):
+        with open(self.path / name, "a") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def lines(self, name):
+        p = self.path / name
+        return p.read_text().splitlines() if p.exists() else []
+
+    def truncate(self, name, n):
+        """Keep the first n lines: records written after the last checkpoint are redone on resume."""
+        lines = self.lines(name)
+        if len(lines) != n:
+            atomic_write_bytes("".join(line + "\n" for line in lines[:n]).encode(), self.path / name)
+
+    # --- checkpoint -------------------------------------------------------------------------------
+    def load_checkpoint(self):
+        p = self.path / "checkpoint.pt"
+        return torch.load(p, weights_only=False, map_location="cpu") if p.exists() else None
+
+    def save_checkpoint(self, state):
+        atomic_torch_save(state, self.path / "checkpoint.pt")
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def _diff_keys(a, b, prefix=""):
+    for k in set(a) | set(b):
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            yield from _diff_keys(va, vb, f"{prefix}{k}.")
+        elif va != vb:
+            yield prefix + k
+
+
+# ----------------------------------------------------------------------------- teachers
+
+def load_teacher(path):
+    """A teacher saved by save_teacher, after checking its sha256 against teacher.json."""
+    path = Path(path)
+    info_path = path / "teacher.json"
+    if not info_path.exists():
+        raise FileNotFoundError(f"no finished teacher in {path} (teacher.json missing)")
+    info = json.loads(info_path.read_text())
+    sha = file_sha256(path / "teacher.pt")
+    if sha != info["sha256"]:
+        raise ValueError(f"{path / 'teacher.pt'} has sha256 {sha[:12]}..., teacher.json says {info['sha256'][:12]}...")
+    saved = torch.load(path / "teacher.pt", weights_only=True, map_location="cpu")
+    model = build_model(tuple(saved["arch"]))
+    model.load_state_dict(saved["state_dict"])
+    return model.eval().requires_grad_(False), info
+
+
+def save_teacher(path, model, arch, seed, kind, test_acc, protocol):
+    path = Path(path)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    atomic_torch_save({"arch": list(arch), "state_dict": state, "seed": seed, "kind": kind}, path / "teacher.pt")
+    info = {"kind": kind, "seed": seed, "arch": list(arch), "test_acc": test_acc, "protocol": protocol,
+            "sha256": file_sha256(path / "teacher.pt")}
+    atomic_json(info, path / "teacher.json")
+    return info
+
+
+# ----------------------------------------------------------------------------- one cell
+
+class Options:
+    """Execution options shared by every cell (not part of a run's identity)."""
+
+    def __init__(self, root="runs", device="cpu", teacher_cache="auto", bf16=False, progress=False, log=print):
+        self.root, self.device, self.teacher_cache = Path(root), torch.device(device), teacher_cache
+        self.bf16, self.progress, self.log = bf16, progress, log
+
+
+def protocol_data(protocol, ds):
+    if protocol.train_per_class is None and protocol.test_per_class is None:
+        return ds
+    return ds.subset(protocol.train_per_class, protocol.test_per_class, seed=protocol.subset_seed)
+
+
+def _identity(protocol, ds, method_name, seed, **extra):
+    shared = {k: v for k, v in protocol.to_dict().items() if k not in ("methods", "teacher", "notes")}
+    m = protocol.method(method_name)
+    return {"protocol": protocol.name, "settings": shared, "method": method_name, "method_spec": _plain(m),
+            "epochs": protocol.epochs_of(method_name), "seed": seed,
+            "data_sha256": tensors_sha256(ds.train_x, ds.train_y, ds.test_x, ds.test_y),
+            "data_sizes": [len(ds.train_y), len(ds.test_y)], **extra}
+
+
+def _plain(obj):
+    from dataclasses import asdict
+    return asdict(obj)
+
+
+def ensure_teacher(protocol, ds, kind, seed, opts):
+    """Train (tt) or initialise (ut) a teacher unless it is finished; returns (model, info)."""
+    path = teacher_dir(opts.root, protocol.name, kind, seed)
+    if (path / "teacher.json").exists():
+        return load_teacher(path)
+    ds = protocol_data(protocol, ds)
+    identity = _identity(protocol, ds, "teacher", seed, teacher_kind=kind)
+    if kind == "ut":
+        identity["epochs"] = 0
+    run = RunDir(path, identity, environment(opts.device), ds.provenance).open()
+    try:
+        torch.manual_seed(seed)
+        model = build_model(protocol.teacher_arch)
+        data = to_device(ds, opts.device)
+        if kind == "tt":
+            trainer = Trainer(build_distiller(protocol.teacher, model), protocol.teacher, protocol, data,
+                              epochs=protocol.epochs_of("teacher"), seed=seed, device=opts.device,
+                              augment=protocol.teacher_augment, shuffle=protocol.teacher_shuffle,
+                              teacher_cache=opts.teacher_cache, bf16=opts.bf16, log=opts.log)
+            _fit(run, trainer, protocol, opts, f"teacher-{kind}-s{seed}", pid=False)
+            model = trainer.distiller.student
+        acc, _, _ = evaluate(model.to(opts.device), data.test_x, data.test_y, protocol.norm, protocol.eval_batch_size)
+        info = save_teacher(path, model, protocol.teacher_arch, seed, kind, acc, protocol.name)
+        run.finish({"test_acc": acc, "sha256": info["sha256"]})
+        opts.log(f"teacher {kind} seed {seed}: test accuracy {acc:.4f}, sha256 {info['sha256'][:12]}")
+    finally:
+        run.close()
+    return load_teacher(path)
+
+
+def distil(protocol, ds, method, seed, teacher=None, teacher_seed=0, opts=None):
+    """Run one grid cell to completion (resuming if interrupted); returns its finished.json content."""
+    opts = opts or Options()
+    spec = protocol.method(method)
+    if method == "bas" and teacher is not None:
+        raise ValueError("BAS has no teacher; leave --teacher out")
+    if method != "bas" and teacher not in TEACHER_KINDS:
+        raise ValueError(f"method {method} needs --teacher tt or ut")
+    path = student_dir(opts.root, protocol.name, method, seed, teacher, teacher_seed)
+    if (path / "finished.json").exists():
+        opts.log(f"{path} is finished; not recomputed")
+        return json.loads((path / "finished.json").read_text())
+    # PID needs the teachers: the cell's own, or both for BAS (its atoms are reported against each).
+    kinds = TEACHER_KINDS if method == "bas" else (teacher,)
+    teachers = {k: ensure_teacher(protocol, ds, k, teacher_seed, opts) for k in kinds}
+    init = None
+    if spec.init_from:  # paper-text TED fine-tunes the finished BAS student of the same seed
+        distil(protocol, ds, spec.init_from, seed, opts=opts)
+        init = student_dir(opts.root, protocol.name, spec.init_from, seed)
+    ds = protocol_data(protocol, ds)
+    extra = {"teacher": teacher, "teacher_seed": teacher_seed,
+             "teacher_sha256": {k: info["sha256"] for k, (_, info) in teachers.items()}}
+    if init is not None:
+        extra["init_from"] = {"run": init.name, "sha256": file_sha256(init / "student.pt")}
+    run = RunDir(path, _identity(protocol, ds, method, seed, **extra), environment(opts.device),
+                 ds.provenance).open()
+    try:
+        torch.manual_seed(seed)
+        student = build_model(protocol.student_arch)
+        if init is not None:
+            student.load_state_dict(torch.load(init / "student.pt", weights_only=True, map_location="cpu"))
+        t_model = teachers[teacher][0] if teacher else None
+        trainer = Trainer(build_distiller(spec, student, t_model), spec, protocol, to_device(ds, opts.device),
+                          epochs=protocol.epochs_of(method), seed=seed, device=opts.device, augment=protocol.augment,
+                          teacher_cache=opts.teacher_cache, bf16=opts.bf16,
+                          pid_teachers={k: m for k, (m, _) in teachers.items()}, pid_seed=seed, log=opts.log)
+        summary = _fit(run, trainer, protocol, opts, path.name, pid=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in trainer.distiller.student.state_dict().items()}
+        atomic_torch_save(state, path / "student.pt")
+        run.finish(summary)
+    finally:
+        run.close()
+    return summary
+
+
+def _fit(run, trainer, protocol, opts, name, pid):
+    """The epoch loop with logging and checkpoints; resumes from the folder's checkpoint."""
+    ckpt = run.load_checkpoint()
+    if ckpt is not None:
+        trainer.load_state_dict(ckpt["trainer"])
+        run.truncate("metrics.jsonl", ckpt["metrics_lines"])
+        run.truncate("pid.jsonl", ckpt["pid_lines"])
+        opts.log(f"{name}: resuming after epoch {trainer.epoch}")
+    else:
+        run.truncate("metrics.jsonl", 0)
+        run.truncate("pid.jsonl", 0)
+    bar = None
+    if opts.progress:
+        from tqdm import tqdm
+        steps = -(-len(trainer.data.train_y) // protocol.batch_size)
+        bar = tqdm(total=trainer.epochs * steps, initial=trainer.epoch * steps, desc=name, unit="step",
+                   dynamic_ncols=True, disable=None)
+    try:
+        while trainer.epoch < trainer.epochs:
+            start = time.perf_counter()
+            rec = trainer.train_epoch(bar)
+            rec.update(trainer.evaluate())
+            if pid and rec["epoch"] in protocol.pid_epochs and trainer.pid_teachers:
+                for p in trainer.pid():
+                    run.append("pid.jsonl", p)
+            rec["seconds"] = time.perf_counter() - start
+            run.append("metrics.jsonl", rec)
+            if bar is not None:
+                bar.set_postfix(phase=rec["phase"], test_acc=f"{rec['test_acc']:.3f}")
+            run.save_checkpoint({"trainer": trainer.state_dict(), "phase": rec["phase"], "cycle": rec["cycle"],
+                                 "metrics_lines": len(run.lines("metrics.jsonl")),
+                                 "pid_lines": len(run.lines("pid.jsonl"))})
+    finally:
+        if bar is not None:
+            bar.close()
+    accs = [json.loads(line)["test_acc"] for line in run.lines("metrics.jsonl")]
+    return {"epochs": len(accs), "final_acc": accs[-1] if accs else None, "best_acc": max(accs, default=None),
+            "last10_acc": sum(accs[-10:]) / len(accs[-10:]) if accs else None,
+            "teacher_cache": trainer.cache_reason if trainer.distiller.uses_teacher else None}
