@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: book test venv clean-book
+.PHONY: book test venv chapter clean-book
 
 # Reinstall only when the requirements or the package metadata change.
 $(STAMP): requirements.txt pyproject.toml
@@ -19,8 +19,17 @@ book: $(STAMP)
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
 
+# Unit tests, then every chapter re-executed by nbval against its stored outputs (chapters pin
+# their own thread counts, so the outputs do not depend on this machine's cores).
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest tests book \
+		--nbval --nbval-sanitize-with book/nbval_sanitize.cfg --nbval-cell-timeout 1200
+
+# Re-run one chapter with papermill: in place by default (the stored outputs must come from the default
+# parameters), or into OUT, e.g. `make chapter NB=pid_primer.ipynb P="-p unit nats" OUT=/tmp/nats.ipynb`.
+chapter: $(STAMP)
+	test -n "$(NB)" || (echo "usage: make chapter NB=<notebook in book/> [P='-p name value ...']" && false)
+	cd book && ../$(VENV)/bin/papermill --no-progress-bar --cwd . $(NB) $(abspath $(or $(OUT),book/$(NB))) $(P)
 
 clean-book:
 	rm -rf _build
