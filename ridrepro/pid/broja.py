@@ -30,6 +30,7 @@ from .measures import _h, unit_factor, validate_joint
 SIGMA_MIN = 0.03
 KAPPA = 1e-4
 MBAND = 1e10
+DAMPING = 1e-2
 ATOMS = ("red", "uni_t", "uni_s", "syn", "i_yt", "i_ys", "i_yts", "gap")
 
 
@@ -66,10 +67,11 @@ class PIDResult:
 # Interior-point core, batched: P has shape (B, nt, ns, ny); members may contain zero rows/columns.
 
 
-def _schur_matrix(d, v, c, pinned, out=None):
+def _schur_matrix(d, v, c, pinned, damping, out=None):
     """sum over (t,s) blocks of A_k^T (diag(d_k) + c_k v_k v_k^T) A_k, where A_k maps (lam, mu) to
     lam(t, .) + mu(s, .) on block k: dense (B, n, n), n = (nt + ns) ny. `pinned` = (batch, index)
-    arrays of variables held fixed; `out` (from a previous call, same shapes) is reused."""
+    arrays of variables held fixed; `damping` (B,) is added to the diagonal; `out` (from a previous
+    call, same shapes) is reused."""
     B, nt, ns, ny = d.shape
     iy = np.arange(ny)
     blocks = (c[..., None] * v)[..., :, None] * v[..., None, :]  # (B, nt, ns, ny, ny)
@@ -84,6 +86,7 @@ def _schur_matrix(d, v, c, pinned, out=None):
     H = H.reshape(B, n, n)
     # Variables off the support, and one mu(s, y) per y (the gauge lam + c_y, mu - c_y leaves every
     # block unchanged), are pinned: identity rows keep one dense shape across the batch.
+    H[:, np.arange(n), np.arange(n)] += damping[:, None]
     bi, ii = pinned
     H[bi, ii, :] = 0.0
     H[bi, :, ii] = 0.0
@@ -146,20 +149,24 @@ def _project(Q, Pty, Psy, steps=30):
         H[:, np.arange(n), np.arange(n)] += 1.0 - f
         try:
             d = np.linalg.solve(H, -res[..., None])[..., 0]
-        except np.linalg.LinAlgError:
-            d = np.linalg.lstsq(H.reshape(-1, n), np.zeros(1), rcond=None)[0] if False else np.zeros_like(res)
-        # Damping: cap the log-scale step and halve it until the residual does not grow.
-        d *= np.minimum(1.0, 2.0 / np.maximum(np.abs(d).max(1), 1e-300))[:, None]
+        except np.linalg.LinAlgError:  # a y whose (t, s) support splits; the certificate will say so
+            break
+        # Backtrack on F itself (Newton's direction is a descent direction for F, not for the
+        # residual norm); expm1 keeps the change of F accurate when it is tiny.
+        d *= np.minimum(1.0, 20.0 / np.maximum(np.abs(d).max(1), 1e-300))[:, None]
+        d *= f
+        e = d[:, :nt, None] + d[:, None, nt:]
+        lin = (r * d[:, :nt]).sum(1) + (c * d[:, nt:]).sum(1)
+        slope = (res * d).sum(1)
         step = np.ones(B * ny)
-        for _ in range(20):
-            At = A * np.exp(step[:, None, None] * (d[:, :nt, None] + d[:, None, nt:]))
-            rt = resid(At)
-            ok = np.abs(rt).sum(1) <= np.abs(res).sum(1) * (1.0 - 1e-4 * step) + 1e-18
+        for _ in range(30):
+            dF = (A * np.expm1(step[:, None, None] * e)).sum((1, 2)) - step * lin
+            ok = dF <= 1e-4 * step * slope + 1e-17
             if ok.all():
                 break
             step = np.where(ok, step, 0.5 * step)
-        A = np.where(ok[:, None, None], At, A)
-        res = np.where(ok[:, None], rt, res)
+        A = np.where(ok[:, None, None], A * np.exp(step[:, None, None] * e), A)
+        res = resid(A)
     Q = np.ascontiguousarray(A.reshape(B, ny, nt, ns).transpose(0, 2, 3, 1))
     err = np.maximum(np.abs(Q.sum(2) - Pty).max((1, 2)), np.abs(Q.sum(1) - Psy).max((1, 2)))
     return Q, err
@@ -181,7 +188,10 @@ def _bounds(bt, x, q):
     """
     g, _ = bt.softmax(x)
     dual = (x * bt.b).sum(1) - np.where(bt.blk, g, -np.inf).max((1, 2))
-    Q, err = _project(q, bt.Pty, bt.Psy)
+    # Entries the marginals need may have underflowed to 0 in q; a 1e-13 share of the strictly
+    # positive feasible coupling Q0 restores full support (costing at most 1e-13 log|Y| in f).
+    q0 = bt.Pty[:, :, None, :] * bt.Psy[:, None, :, :] / np.where(bt.Py > 0, bt.Py, 1.0)[:, None, None, :]
+    Q, err = _project((1.0 - 1e-13) * q + 1e-13 * q0, bt.Pty, bt.Psy)
     fq = _neg_cond_entropy(Q)
     fp = _neg_cond_entropy(bt.P)
     # A Q that could not be matched to the marginals is discarded for P.
@@ -295,23 +305,34 @@ def _solve_batch(P, tol=1e-11, max_iter=100):
     Q = P.copy()
     iters = np.zeros(B, int)
     H = None
+    target_prev = np.ones(B)
+    stale = np.zeros(B, int)
     for it in range(max_iter):
         q = m[..., None] * p
         r_d = bt.residual(q)
         ms_ = m * s
         nu = ms_.sum((1, 2)) / K
         res = np.abs(r_d).max(1)
-        # Certify once the barrier gap K nu is below tol; continue if the certificate disagrees.
-        near = active & (K * nu < tol) & (res < 1e-13)
-        if near.any() or it == max_iter - 1:
-            idx = np.flatnonzero(near | (active & (it == max_iter - 1)))
+        # Certify once the barrier gap K nu is near tol; keep each member's best bracket, and stop a
+        # member when it is within tol or has stopped improving (slacks at round-off).
+        check = active & ((K * nu < 10 * tol) | (it >= 25) & (it % 4 == 0) | (it == max_iter - 1))
+        if check.any():
+            idx = np.flatnonzero(check)
             sub = _Batch(P[idx]) if len(idx) < B else bt
             lo, up, Qc = _bounds(sub, x[idx], q[idx])
-            lower[idx], upper[idx], Q[idx], iters[idx] = lo, up, Qc, it
-            active[idx[up - lo <= tol]] = False
+            better = up - lo < upper[idx] - lower[idx]
+            stale[idx] = np.where(up - lo < 0.5 * (upper[idx] - lower[idx]), 0, stale[idx] + 1)
+            lower[idx] = np.where(better, lo, lower[idx])
+            upper[idx] = np.where(better, up, upper[idx])
+            Q[idx] = np.where(better[:, None, None, None], Qc, Q[idx])
+            iters[idx] = np.where(better, it, iters[idx])
+            active[idx[(upper[idx] - lower[idx] <= tol) | (stale[idx] >= 6)]] = False
         if not active.any():
             break
-        H = _schur_matrix(q, p, m / s - m, bt.pinned, H)
+        # Levenberg-Marquardt damping that vanishes along the path: a coordinate lam(t,y) with tiny
+        # P(t,y) has curvature ~P(t,y) but feels the centring pull ~target p / s of nearly empty
+        # blocks, and an undamped step throws it where p underflows and its gradient vanishes.
+        H = _schur_matrix(q, p, m / s - m, bt.pinned, DAMPING * target_prev + 1e-15, H)
         L = _cholesky(H)
 
         def direction(r_c):
@@ -328,6 +349,7 @@ def _solve_batch(P, tol=1e-11, max_iter=100):
         # far below the residual it could no longer be resolved) nor fall more than 1/SIGMA_MIN.
         target = np.maximum(np.maximum(sigma, SIGMA_MIN) * nu, KAPPA * res)
         tb = target[:, None, None] * blkf
+        target_prev = target
         dx, ds, dm = direction(ms_ + ds_a * dm_a - tb)
         slope = -(dx * bt.b).sum(1) - (tb / s * ds).sum((1, 2))
         bad = active & (slope >= 0)
