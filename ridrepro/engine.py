@@ -8,6 +8,7 @@ computed once per dataset and indexed per batch instead of running the teacher e
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -239,9 +240,12 @@ class Trainer:
             steps += 1
             if progress is not None:
                 progress.update(1)
-        for k, s in self.scheds.items():
-            if self.method.optim[k].schedule.stepped:
-                s.step()
+        with warnings.catch_warnings():
+            # An alternating method's optimiser may idle for a whole epoch; its schedule still counts epochs.
+            warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step", UserWarning)
+            for k, s in self.scheds.items():
+                if self.method.optim[k].schedule.stepped:
+                    s.step()
         seconds = time.perf_counter() - start
         losses = {k: float(v) / n for k, v in sums.items()}
         if any(not math.isfinite(v) for v in losses.values()):

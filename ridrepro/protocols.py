@@ -173,15 +173,18 @@ PAPER_TEXT = Protocol(
 # Scaled copy of paper-code. Everything not listed here is paper-code's value (losses, lambdas, SGD
 # settings, squared / unstepped learning rates, clipping, no augmentation, fixed teacher order, RID r = 1/4
 # and 10 cycles, TED-as-RID with one cycle and r = 1/8, WRN-40-2 -> WRN-16-1, batch 128).
-# Sizing, measured on this 2-core machine (1 thread per process, two processes side by side beat one process
-# with 2 threads by ~10% for students and ~25% for the teacher): WRN-16-1 trains at ~370 images/s per core,
-# WRN-40-2 at ~38. Fewer images first, then fewer epochs: a BAS pilot on 300 images/class was at its test
-# plateau (0.41-0.43, train accuracy -> 0.94) from epoch ~15 of 30, so 80 epochs still reach a plateau, as
-# paper-code's BAS does by epoch 20 of 300. Estimated grid (teachers + 14 student runs, 2 seeds, --jobs 2): ~2 h.
+# Sizing, measured on this 2-core machine with benchmarks/bench_train.py (1 thread per process; two processes
+# side by side beat one process with 2 threads by ~10% for students and ~25% for the teacher). Training
+# images/s per core, batch 128: BAS 367, VID 172, RID student phase 171, RID filter phase 530; WRN-40-2
+# teacher training ~38, teacher forward ~118. Fewer images first, then fewer epochs: a BAS pilot on 300
+# images/class reached its test plateau (0.41-0.43, train accuracy -> 0.94) by epoch ~15, so 80 epochs on
+# 150 images/class still reach a plateau, as paper-code's BAS does by epoch 20 of 300.
+# Estimated grid (2 teachers + 14 student runs for 2 seeds, `ridrepro grid --jobs 2`): ~13,600 core-seconds,
+# ~1.9 h wall on 2 cores.
 _P_EPOCHS = 80  # paper-code 300
-# paper-code 300. The teacher (WRN-40-2, ~38 images/s per core here) is the grid's longest task and every
-# tt cell waits for it; 30 epochs keep it under 45 min.
-_P_TEACHER_EPOCHS = 30
+# paper-code 300. The teacher (WRN-40-2, ~38 images/s per core) is the grid's longest single task and every
+# tt cell waits for it: 40 epochs take ~38 min.
+_P_TEACHER_EPOCHS = 40
 _P_SQUARED = replace(_CODE_SQUARED, milestones=(40, 53))  # paper-code (150, 200): the same fractions 1/2, 2/3
 _P_STUDENT = replace(_SGD, schedule=_P_SQUARED)
 _P_RID_OPTIM = {"student": replace(_SGD, schedule=replace(_P_SQUARED, stepped=False)), "filter": _SGD}
@@ -199,7 +202,7 @@ CPU_PREVIEW = replace(
         # one cycle of 80 (paper-code 300), r = 1/8: epochs 0..9 filter, then student.
         "ted": replace(PAPER_CODE.methods["ted"], optim=_P_RID_OPTIM, rid=dict(PAPER_CODE.methods["ted"].rid, q=80)),
     },
-    train_per_class=250,  # paper-code 5000 (2,500 of 50,000 images, class-balanced, subset seed 0)
+    train_per_class=150,  # paper-code 5000 (1,500 of 50,000 images, class-balanced, subset seed 0)
     test_per_class=200,  # paper-code 1000 (2,000 of 10,000 test images; PID and accuracy use the same)
     pid_epochs=(1, 11, 21, 31, 41, 51, 61, 71, 80),  # paper-code every 20 of 300 from epoch 1; here every 10 + last
     notes="paper-code scaled to a 2-core CPU grid of <= 2.5 h; every reduction is commented in protocols.py.",

@@ -1,0 +1,108 @@
+"""Training-step throughput and model FLOP utilisation (MFU) of the engine, on CPU or CUDA.
+
+    python benchmarks/bench_train.py [--device cpu|cuda] [--threads N] [--steps 6] [--bf16]
+
+Student WRN-16-1, teacher WRN-40-2 (post blocks), batch 128, through the engine's own epoch loop
+(gather, normalise, channels_last, teacher taps from the cache unless "live"). FLOPs of one training
+step are counted with torch.utils.flop_counter.FlopCounterMode; the peak is a large float32 matmul
+timed in the same process, so MFU = achieved FLOP/s / measured matmul FLOP/s on the same device.
+"""
+
+import argparse
+import time
+from dataclasses import replace
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from ridrepro.data import CIFAR10
+from ridrepro.engine import Trainer, build_distiller, build_model, prepare, to_device
+from ridrepro.protocols import PAPER_CODE
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def peak_matmul_flops(device, n, repeats=5):
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    a @ b
+    sync(device)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        sync(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n ** 3 / best
+
+
+def step_flops(trainer, phase):
+    """FLOPs of one forward + backward of the method's loss on one batch (optimiser step excluded)."""
+    d, data = trainer.distiller, trainer.data
+    idx = torch.arange(trainer.protocol.batch_size, device=data.train_y.device)
+    x = prepare(data.train_x[idx], trainer.norm)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        t = [c[idx] for c in trainer.cache] if trainer.cache is not None else (d.teacher_taps(x) if d.uses_teacher else None)
+        loss, _, _ = d.loss(x, data.train_y[idx], t, phase)
+        loss.backward()
+    d.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
+
+
+def bench(name, method, phase_epoch, protocol, data, device, steps, cache, bf16):
+    torch.manual_seed(0)
+    teacher = None if method.kind == "bas" else build_model(protocol.teacher_arch)
+    d = build_distiller(method, build_model(protocol.student_arch), teacher)
+    tr = Trainer(d, method, protocol, data, epochs=phase_epoch + 2, seed=0, device=device, augment=False,
+                 teacher_cache=cache, bf16=bf16, log=lambda *a: None)
+    tr.epoch = phase_epoch  # measure the phase this epoch belongs to
+    tr.train_epoch()  # warm-up (allocations, kernel selection)
+    tr.epoch = phase_epoch
+    sync(device)
+    rec = tr.train_epoch()
+    flops = step_flops(tr, rec["phase"])
+    per_s = rec["images_per_s"]
+    return {"name": name, "phase": rec["phase"], "images_per_s": per_s,
+            "gflop_per_step": flops / 1e9, "achieved_gflops": flops * per_s / protocol.batch_size / 1e9}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--threads", type=int)
+    ap.add_argument("--steps", type=int, default=6, help="timed steps per configuration")
+    ap.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA)")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    protocol = replace(PAPER_CODE, batch_size=128, eval_batch_size=256)
+    n = 128 * args.steps
+    g = torch.Generator().manual_seed(0)
+    ds = CIFAR10((torch.rand(n, 3, 32, 32, generator=g) * 255).to(torch.uint8), torch.arange(n) % 10,
+                 torch.zeros(10, 3, 32, 32, dtype=torch.uint8), torch.arange(10))
+    data = to_device(ds, device)
+    m = protocol.methods
+    configs = [("BAS", m["bas"], 0, "auto"), ("VID (cached teacher)", m["vid"], 0, "on"),
+               ("VID (live teacher)", m["vid"], 0, "off"), ("RID student phase", m["rid"], 8, "on"),
+               ("RID filter phase", m["rid"], 30, "on"), ("RID student phase (live teacher)", m["rid"], 8, "off")]
+    peak = peak_matmul_flops(device, 8192 if device.type == "cuda" else 2048)
+    print(f"device {device} ({torch.get_num_threads()} threads), torch {torch.__version__}, batch 128, "
+          f"{args.steps} timed steps; peak float32 matmul {peak / 1e9:.1f} GFLOP/s")
+    print(f"| step | phase | images/s | GFLOP/step | achieved GFLOP/s | MFU |\n|---|---|---|---|---|---|")
+    results = {}
+    for name, method, epoch, cache in configs:
+        r = bench(name, method, epoch, protocol, data, device, args.steps, cache, args.bf16)
+        results[name] = r
+        print(f"| {name} | {r['phase']} | {r['images_per_s']:.0f} | {r['gflop_per_step']:.2f} | "
+              f"{r['achieved_gflops']:.1f} | {r['achieved_gflops'] * 1e9 / peak:.1%} |", flush=True)
+    ratio = results["VID (cached teacher)"]["images_per_s"] / results["VID (live teacher)"]["images_per_s"]
+    print(f"teacher cache speed-up for VID: {ratio:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
