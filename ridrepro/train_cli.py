@@ -149,7 +149,7 @@ def cmd_grid(args):
     done = {n for n, _, folder, _ in tasks if (folder / "finished.json").exists()}
     failed, running, pending = set(), {}, [t for t in tasks if t[0] not in done]
     print(f"grid {protocol.name}: {len(tasks)} runs, {len(done)} finished, {len(pending)} to run, jobs {args.jobs}")
-    shared = ["--protocol", protocol.name, "--runs", str(root), "--device", opts.device, "--quiet",
+    shared = ["--protocol", protocol.name, "--runs", str(root), "--device", str(opts.device), "--quiet",
               "--teacher-cache", args.teacher_cache] + (["--data", args.data] if args.data else []) \
         + (["--synthetic"] if args.synthetic else []) + (["--bf16"] if args.bf16 else [])
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)

@@ -113,3 +113,23 @@ def test_a_live_lock_is_refused_and_a_stale_one_cleared(tmp_path):
     assert (tmp_path / "run" / "lock").read_text() == str(os.getpid())
     run.close()
     assert not (tmp_path / "run" / "lock").exists()
+
+
+def test_paper_text_ted_fine_tunes_the_bas_student_of_the_same_seed(tmp_path):
+    from ridrepro.protocols import PAPER_TEXT
+    from ridrepro.runs import file_sha256
+    torch.set_num_threads(1)
+    ted = replace(PAPER_TEXT.methods["ted"], ted_stage1_epochs=1)
+    tiny = replace(PAPER_TEXT, name="tiny-text", teacher_arch=(10, 1, "post"), student_arch=(10, 1, "post"),
+                   epochs=2, teacher=replace(PAPER_TEXT.teacher, epochs=1), methods={**PAPER_TEXT.methods, "ted": ted},
+                   batch_size=64, eval_batch_size=100, train_per_class=10, test_per_class=5, pid_epochs=())
+    opts = Options(tmp_path, log=lambda *a: None)
+    distil(tiny, synthetic_cifar(20, 10), "ted", 1, "tt", opts=opts)
+    base = tmp_path / "tiny-text"
+    assert (base / "bas-s1" / "finished.json").exists()  # the BAS run was made first
+    identity = json.loads((base / "ted-tt-s1" / "config.json").read_text())["identity"]
+    assert identity["init_from"] == {"run": "bas-s1", "sha256": file_sha256(base / "bas-s1" / "student.pt")}
+    phases = [json.loads(x)["phase"] for x in (base / "ted-tt-s1" / "metrics.jsonl").read_text().splitlines()]
+    assert phases == ["stage1", "stage2"]
+    losses = [json.loads(x)["loss"] for x in (base / "ted-tt-s1" / "metrics.jsonl").read_text().splitlines()]
+    assert set(losses[0]) == {"t_filter_ce", "s_filter_ce"} and set(losses[1]) == {"ce", "ted"}
