@@ -5,7 +5,7 @@ import importlib
 import sys
 
 # Modules exposing add_commands(subparsers); each subcommand sets `func` and returns an exit code.
-SUBSYSTEMS = ["ridrepro.data", "ridrepro.train_cli"]
+SUBSYSTEMS = ["ridrepro.data", "ridrepro.train_cli", "ridrepro.pid.cli"]
 
 
 def main(argv=None):

@@ -409,8 +409,10 @@ def result_from_bounds(P, lower, upper, q, unit, solver, iterations=0):
     upper = min(upper, i_yts)
     j = min(max(upper, lower), i_yt + i_ys)
     k = unit_factor(unit)
+    # Each atom is >= 0 in exact arithmetic given the clipping of j; max() only removes round-off.
     return PIDResult(
-        red=(i_yt + i_ys - j) * k, uni_t=(j - i_ys) * k, uni_s=(j - i_yt) * k, syn=(i_yts - j) * k,
+        red=max(i_yt + i_ys - j, 0.0) * k, uni_t=max(j - i_ys, 0.0) * k, uni_s=max(j - i_yt, 0.0) * k,
+        syn=max(i_yts - j, 0.0) * k,
         i_yt=i_yt * k, i_ys=i_ys * k, i_yts=i_yts * k, gap=max(upper - lower, 0.0) * k,
         unit=unit, q=q, solver=solver, iterations=iterations,
     )
@@ -468,4 +470,5 @@ def broja_pid(P, unit="bits", normalize=False, solver="ip", tol=1e-11, max_iter=
         return broja_pid_cvxpy(P, unit=unit, normalize=normalize)
     if solver != "ip":
         raise ValueError(f"solver must be 'ip' or 'cvxpy', got {solver!r}")
-    return broja_pid_batch([P], unit=unit, normalize=normalize, tol=tol, max_iter=max_iter)[0]
+    P = validate_joint(P, ndim=3, normalize=normalize)
+    return broja_pid_batch([P], unit=unit, tol=tol, max_iter=max_iter)[0]
