@@ -8,14 +8,17 @@ with one smooth constraint per (t, s) block and multipliers m_ts = Q(t,s); the p
 as Q(t,s,y) = m_ts softmax_y(lam(t,y) + mu(s,y)). Only y with P(t,y) > 0 and P(s,y) > 0 enter a block
 (every other Q(t,s,y) is forced to 0), so zero probabilities are removed exactly, never approximated.
 
-We solve the dual with a Mehrotra predictor-corrector interior-point method (slacks s_ts = -g_ts).
-Why not a generic conic solver: the Newton system here is small and dense ((|T|+|S|)|Y| unknowns,
-200 at 10x10x10), assembled in closed form from the softmax blocks, so one iteration is a handful
-of vectorised numpy calls and one Cholesky factorisation, and ~20-30 iterations reach 1e-12.
+Method: a primal-dual interior-point method on that dual (slacks s_ts = -g_ts, multipliers m_ts),
+with Mehrotra's predictor-corrector centring. Why hand-written rather than a conic solver: the Newton
+system is small and dense ((|T|+|S|)|Y| unknowns, 200 at 10x10x10) and assembled in closed form from
+the softmax blocks, so an iteration is a handful of vectorised numpy calls and one Cholesky
+factorisation, and ~20 iterations reach 1e-11. Robustness (details at _solve_batch): the dual iterate
+stays strictly feasible and steps are accepted by backtracking on the log-barrier merit; the block
+masses m are separate variables, so they stay accurate when the slacks reach round-off.
 
 Certificate. Any (lam, mu) becomes dual feasible after subtracting max_ts g_ts from lam, so
-L = H(Y) + dual value is a rigorous lower bound on J*. The iterate's Q is projected onto the exact
-marginal constraints (a per-y matrix-scaling Newton step, which keeps Q >= 0), so
+L = H(Y) + dual value is a rigorous lower bound on J*. The iterate's Q is I-projected onto the exact
+marginal constraints (multiplicative scaling, so Q >= 0 and forced zeros stay zero), so
 U = H(Y) + f(Q) is a rigorous upper bound (as is I(Y;T,S) itself, from Q = P). The atoms use a J in
 [L, U], hence every atom is within gap = U - L of its exact value (up to float rounding, ~1e-15).
 """
@@ -27,10 +30,12 @@ from scipy.linalg.lapack import dpotrf, dpotrs
 
 from .measures import _h, unit_factor, validate_joint
 
-SIGMA_MIN = 0.03
-KAPPA = 1e-4
-MBAND = 1e10
-DAMPING = 1e-2
+# Tuned on 400 random tables (dense, peaked, sparse, counts, entries down to 1e-49): with these,
+# all reach a certified gap <= 2e-10 nats in ~20 iterations; SIGMA_MIN 0.01 or KAPPA 0.1 do not.
+SIGMA_MIN = 0.03  # complementarity falls at most ~33x per iteration
+KAPPA = 1e-4  # ... and not below KAPPA x the marginal residual
+MBAND = 1e10  # m stays within [1/MBAND, MBAND] x its central-path value target / s
+DAMPING = 1e-2  # Levenberg-Marquardt damping, in units of the centring target
 ATOMS = ("red", "uni_t", "uni_s", "syn", "i_yt", "i_ys", "i_yts", "gap")
 
 
@@ -263,8 +268,8 @@ class _Batch:
 
 def _max_step(v, dv, tau):
     """Largest step in [0, 1] keeping v + a dv >= (1 - tau) v (fraction to the boundary)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(dv < 0, v / -dv, np.inf).min((1, 2))
+    neg = dv < 0
+    ratio = np.divide(v, -dv, out=np.full_like(v, np.inf), where=neg).min((1, 2))
     return np.minimum(1.0, tau * ratio)
 
 
