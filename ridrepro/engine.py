@@ -72,6 +72,32 @@ def build_optimisers(distiller, method):
     return opts, scheds
 
 
+def step_schedulers(scheds, method):
+    """End of an epoch: step the schedulers the protocol steps (paper-code's RID and TED never do)."""
+    with warnings.catch_warnings():
+        # An alternating method's optimiser may idle for a whole epoch; its schedule still counts epochs.
+        warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step", UserWarning)
+        for name, sched in scheds.items():
+            if method.optim[name].schedule.stepped:
+                sched.step()
+
+
+def schedule_table(distiller, method, epochs):
+    """Per epoch, what the loop applies: phase, cycle, stepping groups and each optimiser's learning rate.
+
+    Built from the same optimisers, schedulers and phase rule as training, without training anything.
+    """
+    opts, scheds = build_optimisers(distiller, method)
+    rows = []
+    for epoch in range(epochs):
+        phase = distiller.phase(epoch)
+        rows.append({"epoch": epoch + 1, "phase": phase, "cycle": distiller.cycle(epoch),
+                     "active": list(distiller.phase_groups(phase)),
+                     "lr": {k: o.param_groups[0]["lr"] for k, o in opts.items()}})
+        step_schedulers(scheds, method)
+    return rows
+
+
 @dataclass
 class DeviceData:
     train_x: torch.Tensor  # uint8 (N, 3, 32, 32) on the device
@@ -240,12 +266,7 @@ class Trainer:
             steps += 1
             if progress is not None:
                 progress.update(1)
-        with warnings.catch_warnings():
-            # An alternating method's optimiser may idle for a whole epoch; its schedule still counts epochs.
-            warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step", UserWarning)
-            for k, s in self.scheds.items():
-                if self.method.optim[k].schedule.stepped:
-                    s.step()
+        step_schedulers(self.scheds, self.method)
         seconds = time.perf_counter() - start
         losses = {k: float(v) / n for k, v in sums.items()}
         if any(not math.isfinite(v) for v in losses.values()):
