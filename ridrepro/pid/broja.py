@@ -412,7 +412,8 @@ def result_from_bounds(P, lower, upper, q, unit, solver, iterations=0):
     _, i_yt, i_ys, i_yts = _measures(P)
     lower = max(lower, i_yt, i_ys)
     upper = min(upper, i_yts)
-    j = min(max(upper, lower), i_yt + i_ys)
+    j = float(min(max(upper, lower), i_yt + i_ys))  # plain floats: numpy scalars leak into reprs and JSON
+    lower, upper = float(lower), float(upper)
     k = unit_factor(unit)
     # Each atom is >= 0 in exact arithmetic given the clipping of j; max() only removes round-off.
     return PIDResult(

@@ -36,7 +36,8 @@ def red_intersection(P, unit="bits", normalize=False):
     g = np.full(P.shape[2], -1)
     g[keep] = labels
     mass = np.bincount(labels, weights=Py[keep])
-    value = float((mass * np.log(1.0 / mass)).sum()) * unit_factor(unit)
+    # max(., 0): a single block has mass 1 up to round-off, and H(g(Y)) >= 0 is exact
+    value = max(float((mass * np.log(1.0 / mass)).sum()), 0.0) * unit_factor(unit)
     return IntersectionResult(value=value, g=g, unit=unit)
 
 
