@@ -87,6 +87,8 @@ def pid_from_clusters(t, s, labels, n_clusters=None, unit="nats", bootstrap=0, n
     P = _histograms(t, s, y, shape, np.arange(n)[None])[0]
     result = broja_pid(P, unit=unit)
     result.extras["joint_shape"] = list(shape)
+    # The integer histogram itself: with it a reader can redo the PID, or any other measure, from a log.
+    result.extras["counts"] = np.rint(P * n).astype(int).tolist()
     rng = np.random.default_rng(seed)
     names = [a for a in ATOMS if a != "gap"]
     if bootstrap:
