@@ -172,7 +172,7 @@ def cache_decision(distiller, augment, mode, n_images, device, share=0.5):
             raise ValueError("the teacher cache needs augmentation off and the teacher frozen in eval mode")
         return False, "augmentation is on: the teacher runs live"
     t = distiller.teacher
-    need = n_images * sum(c * s * s for c, s in zip(t.channels, (32, 16, 8))) * 4
+    need = n_images * sum(c * s * s for c, s in zip(t.channels, t.spatial)) * 4
     if mode == "auto" and need > share * available_bytes(device):
         return False, f"cache needs {need / 2**30:.1f} GiB, more than {share:.0%} of free memory: teacher runs live"
     return True, f"cached {need / 2**30:.2f} GiB of teacher taps"

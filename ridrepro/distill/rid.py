@@ -21,9 +21,6 @@ import torch.nn as nn
 
 from ridrepro.distill.base import Distiller, ce, channel_param, variance
 
-SPATIAL = (32, 16, 8)  # CIFAR tap sizes of the three groups
-
-
 def teacher_filter(ct, cs):
     """f_t: conv1x1(Ct->Ct) BN ReLU conv1x1(Ct->Cs), no bias."""
     return nn.Sequential(nn.Conv2d(ct, ct, 1, bias=False), nn.BatchNorm2d(ct), nn.ReLU(),
@@ -60,7 +57,10 @@ class RID(Distiller):
         self.lam1, self.lam2 = lam1, lam2
         self.warmup, self.cycles, self.q, self.r = warmup, cycles, q, r
         self.filter_distil_from_cycle = filter_distil_from_cycle
-        pairs = list(zip(teacher.channels, student.channels, SPATIAL))
+        # Any teacher/student pair with matching tap sizes works: each exposes .channels and .spatial per tap.
+        if tuple(teacher.spatial) != tuple(student.spatial):
+            raise ValueError(f"RID pairs taps of equal size; teacher {teacher.spatial}, student {student.spatial}")
+        pairs = list(zip(teacher.channels, student.channels, teacher.spatial))
         self.f_t = nn.ModuleList(teacher_filter(ct, cs) for ct, cs, _ in pairs)
         self.g_t = nn.ModuleList(head(cs, n, num_classes) for _, cs, n in pairs)
         self.f_s = nn.ModuleList(student_filter(cs) for _, cs, _ in pairs)

@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 
 from ridrepro.distill.base import Distiller, ce
-from ridrepro.distill.rid import SPATIAL, head, student_filter, teacher_filter
+from ridrepro.distill.rid import head, student_filter, teacher_filter
 
 
 def ted_term(ft, fs):
@@ -25,7 +25,7 @@ class TED(Distiller):
     def __init__(self, student, teacher, lam=10.0, stage1_epochs=30, num_classes=10):
         super().__init__(student, teacher)
         self.lam, self.stage1_epochs = lam, stage1_epochs
-        pairs = list(zip(teacher.channels, student.channels, SPATIAL))
+        pairs = list(zip(teacher.channels, student.channels, teacher.spatial))
         self.f_t = nn.ModuleList(teacher_filter(ct, cs) for ct, cs, _ in pairs)
         self.g_t = nn.ModuleList(head(cs, n, num_classes) for _, cs, n in pairs)
         self.f_s = nn.ModuleList(student_filter(cs) for _, cs, _ in pairs)

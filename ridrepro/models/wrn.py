@@ -61,6 +61,7 @@ class WideResNet(nn.Module):
         n, Block = (depth - 4) // 6, BLOCKS[block]
         self.depth, self.width, self.block = depth, width, block
         self.channels = (16 * width, 32 * width, 64 * width)  # tap channels, groups 1..3
+        self.spatial = (32, 16, 8)  # tap heights = widths on 32x32 CIFAR images
         self.conv1 = conv3x3(3, 16)
         # The post style normalises the stem output; the pre style leaves it to the first block's BN.
         self.bn1 = nn.BatchNorm2d(16) if block == "post" else nn.Identity()
