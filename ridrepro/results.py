@@ -1,0 +1,121 @@
+"""Committed grid results as tables, for the CIFAR-10 chapters and for readers' own analyses.
+
+A grid lives in <root>/<protocol>/<run>/ with metrics.jsonl and pid.jsonl (see ridrepro.runs). These
+functions only read; they never train. Run names: teacher-<tt|ut>-s<seed>, bas-s<seed>,
+<method>-<tt|ut>-s<seed>.
+"""
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ridrepro.pid import pid_from_clusters
+
+RUN_NAME = re.compile(r"(?P<method>teacher|bas|vid|rid|ted)(-(?P<teacher>tt|ut))?-s(?P<seed>\d+)")
+CELLS = ["teacher-tt", "teacher-ut", "BAS", "VID-tt", "RID-tt", "TED-tt", "VID-ut", "RID-ut", "TED-ut"]
+
+
+def cell_name(method, teacher):
+    """The grid cell of a run: BAS, VID-tt, RID-ut, teacher-tt, ... (tt: trained teacher, ut: untrained)."""
+    if method == "teacher":
+        return f"teacher-{teacher}"
+    return method.upper() if teacher is None else f"{method.upper()}-{teacher}"
+
+# The paper's CIFAR-10 accuracies at epoch 300 under the authors' code (reference/protocols.md section 6):
+# the authors' single-run log, and the 3-run figure read off the plot (+-0.005). None: not in that source.
+_PAPER = [("teacher", "tt", 0.838, 0.84), ("rid", "tt", 0.811, 0.80), ("vid", "tt", 0.810, 0.806),
+          ("ted", "tt", None, 0.75), ("bas", None, 0.723, 0.732), ("ted", "ut", None, 0.72),
+          ("rid", "ut", 0.658, 0.65), ("vid", "ut", 0.398, 0.36)]
+PAPER_ACCURACY = pd.DataFrame([(cell_name(m, t), log, fig) for m, t, log, fig in _PAPER],
+                              columns=["cell", "paper log", "paper figure"])
+
+
+def _runs(root, protocol):
+    base = Path(root) / protocol
+    if not base.is_dir():
+        raise FileNotFoundError(f"no results for protocol {protocol!r} under {Path(root).resolve()}")
+    for folder in sorted(base.iterdir()):
+        m = RUN_NAME.fullmatch(folder.name)
+        if m and (folder / "config.json").exists():
+            yield folder, m["method"], m["teacher"], int(m["seed"])
+
+
+def _jsonl(path):
+    if not path.exists():
+        return []
+    records = []
+    for i, line in enumerate(path.read_text().splitlines()):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}, line {i + 1}: not JSON ({e})") from None
+    return records
+
+
+def load_metrics(root, protocol):
+    """One row per (run, epoch): method, teacher, seed, epoch, phase, test/train accuracy, lr per group."""
+    rows = []
+    for folder, method, teacher, seed in _runs(root, protocol):
+        finished = (folder / "finished.json").exists()
+        for r in _jsonl(folder / "metrics.jsonl"):
+            rows.append({"run": folder.name, "cell": cell_name(method, teacher), "method": method,
+                         "teacher": teacher, "seed": seed, "finished": finished, "epoch": r["epoch"], "phase": r["phase"],
+                         "test_acc": r["test_acc"], "train_acc": r["train_acc"],
+                         **{f"lr_{k}": v for k, v in r["lr"].items()}})
+    if not rows:
+        raise FileNotFoundError(f"no metrics.jsonl records for protocol {protocol!r} under {root}")
+    return pd.DataFrame(rows)
+
+
+def load_pid(root, protocol):
+    """One row per logged PID record: the run's method/teacher/seed, the PID teacher, epoch, the atoms,
+    their bootstrap interval (<atom>_lo, <atom>_hi) when logged, and the joint counts."""
+    rows = []
+    atoms = ("red", "uni_t", "uni_s", "syn", "i_yt", "i_ys", "i_yts")
+    for folder, method, teacher, seed in _runs(root, protocol):
+        for r in _jsonl(folder / "pid.jsonl"):
+            row = {"run": folder.name, "cell": cell_name(method, teacher), "method": method, "teacher": teacher, "seed": seed,
+                   "pid_teacher": r["teacher"], "epoch": r["epoch"], "unit": r["unit"], "gap": r["gap"],
+                   **{a: r[a] for a in atoms}, "counts": r.get("counts")}
+            for a in atoms:
+                lo, hi = r.get("bootstrap", {}).get(a, (np.nan, np.nan))
+                row[a + "_lo"], row[a + "_hi"] = lo, hi
+            rows.append(row)
+    if not rows:
+        raise FileNotFoundError(f"no pid.jsonl records for protocol {protocol!r} under {root}")
+    return pd.DataFrame(rows)
+
+
+def teacher_accuracy(root, protocol):
+    """Test accuracy of each teacher, from its teacher.json."""
+    rows = []
+    for folder, method, teacher, seed in _runs(root, protocol):
+        if method == "teacher" and (folder / "teacher.json").exists():
+            info = json.loads((folder / "teacher.json").read_text())
+            rows.append({"cell": cell_name(method, teacher), "teacher": teacher, "seed": seed,
+                         "test_acc": info["test_acc"]})
+    return pd.DataFrame(rows, columns=["cell", "teacher", "seed", "test_acc"])
+
+
+def over_seeds(df, value, by=("cell", "epoch")):
+    """Mean, standard deviation (0 for a single seed) and number of seeds of `value` per group."""
+    out = df.groupby(list(by))[value].agg(["mean", "std", "count"]).reset_index()
+    out["std"] = out["std"].fillna(0.0)
+    return out
+
+
+def shuffled_null(counts, unit="nats", null=100, seed=0):
+    """PID of `counts` and a shuffled-label null, from a logged joint histogram.
+
+    The (teacher cluster, student cluster, label) triples are rebuilt from the counts, so this equals the
+    null of ridrepro.pid.pid_from_clusters on the original samples (up to the order of the samples, which
+    only changes which permutations are drawn).
+    """
+    counts = np.asarray(counts)
+    if counts.ndim != 3 or (counts < 0).any() or counts.sum() == 0:
+        raise ValueError(f"counts must be a non-negative (t, s, y) histogram with samples, got shape {counts.shape}")
+    t, s, y = np.repeat(np.indices(counts.shape).reshape(3, -1), counts.ravel(), axis=1)
+    return pid_from_clusters(t, s, y, unit=unit, null=null, seed=seed)
