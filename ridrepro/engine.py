@@ -208,7 +208,8 @@ class Trainer:
         self.cache = None
         if use:
             start = time.perf_counter()
-            self.cache = tap_features(distiller.teacher, data.train_x, self.norm, protocol.eval_batch_size)
+            self.cache = tap_features(distiller.teacher, data.train_x, self.norm, protocol.eval_batch_size,
+                                      layers=range(len(distiller.teacher.channels)))  # every tap, however many
             why += f" in {time.perf_counter() - start:.1f} s"
             self.cache_reason = why
         if distiller.uses_teacher:
