@@ -11,15 +11,6 @@ from ridrepro.models import WideResNet
 from ridrepro.protocols import PROTOCOLS, SMOKE
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tests share two cores with other work; one thread avoids oversubscription (and fixes bit-identity).
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def lrs_per_epoch(protocol, method, epochs):
     """The lr each optimiser uses in each epoch, from the engine's own schedule table."""
     spec = PROTOCOLS[protocol].method(method)

@@ -74,7 +74,6 @@ def test_killed_run_resumes_bit_identically(tmp_path):
 
 @pytest.fixture
 def finished(tmp_path):
-    torch.set_num_threads(1)
     protocol = replace(SMOKE, epochs=2, pid_epochs=())
     opts = Options(tmp_path, log=lambda *a: None)
     distil(protocol, synthetic_cifar(20, 10), "vid", 0, "ut", opts=opts)
@@ -118,7 +117,6 @@ def test_a_live_lock_is_refused_and_a_stale_one_cleared(tmp_path):
 def test_paper_text_ted_fine_tunes_the_bas_student_of_the_same_seed(tmp_path):
     from ridrepro.protocols import PAPER_TEXT
     from ridrepro.runs import file_sha256
-    torch.set_num_threads(1)
     ted = replace(PAPER_TEXT.methods["ted"], ted_stage1_epochs=1)
     tiny = replace(PAPER_TEXT, name="tiny-text", teacher_arch=(10, 1, "post"), student_arch=(10, 1, "post"),
                    epochs=2, teacher=replace(PAPER_TEXT.teacher, epochs=1), methods={**PAPER_TEXT.methods, "ted": ted},

@@ -11,14 +11,6 @@ from ridrepro.toy import (TemplateTeacher, ToyStudent, ToyTask, build_toy_distil
                           toy_protocol)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 TASK = ToyTask()
 
 
