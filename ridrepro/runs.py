@@ -15,6 +15,7 @@ import io
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -246,6 +247,8 @@ def ensure_teacher(protocol, ds, kind, seed, opts):
     """Train (tt) or initialise (ut) a teacher unless it is finished; returns (model, info)."""
     path = teacher_dir(opts.root, protocol.name, kind, seed)
     if (path / "teacher.json").exists():
+        if not (path / "teacher.pt").exists():
+            _rebuild_teacher_weights(protocol, ds, kind, seed, opts, path)
         return load_teacher(path)
     ds = protocol_data(protocol, ds)
     identity = _identity(protocol, ds, "teacher", seed, teacher_kind=kind)
@@ -270,6 +273,27 @@ def ensure_teacher(protocol, ds, kind, seed, opts):
     finally:
         run.close()
     return load_teacher(path)
+
+
+def _rebuild_teacher_weights(protocol, ds, kind, seed, opts, path):
+    """Committed results carry no weights. Training is bit-identical on the CPU at a fixed thread count, so a
+    finished teacher's weights are rebuilt in a scratch folder and kept only if their sha256 matches."""
+    want = json.loads((path / "teacher.json").read_text())["sha256"]
+    scratch = path.parent / f".rebuild-{path.name}"
+    shutil.rmtree(scratch, ignore_errors=True)
+    opts.log(f"{path}: teacher.pt is missing (weights are not committed); rebuilding it to match teacher.json")
+    sub = Options(scratch, opts.device, opts.teacher_cache, opts.bf16, opts.progress, opts.log)
+    _, info = ensure_teacher(protocol, ds, kind, seed, sub)
+    rebuilt = teacher_dir(scratch, protocol.name, kind, seed)
+    if info["sha256"] != want:
+        env = json.loads((path / "config.json").read_text()).get("environment", {})
+        raise ValueError(
+            f"rebuilt teacher {path.name} has sha256 {info['sha256'][:12]}..., teacher.json says {want[:12]}...; "
+            f"the original ran on {env.get('device')} with {env.get('threads')} threads and torch {env.get('torch')}, "
+            f"this process has {torch.get_num_threads()} threads and torch {torch.__version__} "
+            f"(the rebuild is kept in {rebuilt} for inspection)")
+    os.replace(rebuilt / "teacher.pt", path / "teacher.pt")
+    shutil.rmtree(scratch)
 
 
 def distil(protocol, ds, method, seed, teacher=None, teacher_seed=0, opts=None):

@@ -131,3 +131,23 @@ def test_paper_text_ted_fine_tunes_the_bas_student_of_the_same_seed(tmp_path):
     assert phases == ["stage1", "stage2"]
     losses = [json.loads(x)["loss"] for x in (base / "ted-tt-s1" / "metrics.jsonl").read_text().splitlines()]
     assert set(losses[0]) == {"t_filter_ce", "s_filter_ce"} and set(losses[1]) == {"ce", "ted"}
+
+
+def test_missing_teacher_weights_are_rebuilt_and_checked(finished):
+    # Committed results have teacher.json but no teacher.pt: resuming rebuilds the weights deterministically.
+    protocol, opts, folder = finished
+    from ridrepro.runs import ensure_teacher, teacher_dir
+    ensure_teacher(protocol, synthetic_cifar(20, 10), "tt", 0, opts)  # trained for 2 epochs
+    for kind in ("ut", "tt"):
+        path = teacher_dir(opts.root, "smoke", kind, 0)
+        sha = json.loads((path / "teacher.json").read_text())["sha256"]
+        (path / "teacher.pt").unlink()
+        _, info = ensure_teacher(protocol, synthetic_cifar(20, 10), kind, 0, opts)
+        assert info["sha256"] == sha and (path / "teacher.pt").exists()
+    ut = teacher_dir(opts.root, "smoke", "ut", 0)
+    assert not any(p.name.startswith(".rebuild") for p in (opts.root / "smoke").iterdir())
+    info = json.loads((ut / "teacher.json").read_text())
+    (ut / "teacher.json").write_text(json.dumps({**info, "sha256": "0" * 64}))
+    (ut / "teacher.pt").unlink()
+    with pytest.raises(ValueError, match="rebuilt teacher teacher-ut-s0 has sha256.*teacher.json says 000000000000"):
+        ensure_teacher(protocol, synthetic_cifar(20, 10), "ut", 0, opts)
