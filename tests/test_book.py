@@ -64,3 +64,14 @@ def test_math_is_typeset_in_a_browser(built, tmp_path):
         assert "<mjx-merror" not in dom, f"{page.name}: MathJax reported a TeX error"
         checked += 1
     assert checked, "no rendered page contains math"
+
+
+@pytest.mark.parametrize("notebook", sorted((ROOT / "book").glob("*.ipynb")), ids=lambda p: p.name)
+def test_stored_outputs_come_from_a_complete_run(notebook):
+    # nbval passes a cell whose stored outputs are empty, so a chapter saved mid-run (papermill writes
+    # as it goes) would pass CI with half its results missing. Papermill records each cell's status.
+    import nbformat
+    nb = nbformat.read(notebook, as_version=4)
+    assert nb.metadata.get("papermill", {}).get("exception") in (None, False), f"{notebook.name} ended in an error"
+    states = {c.metadata.get("papermill", {}).get("status") for c in nb.cells}
+    assert states == {"completed"}, f"{notebook.name}: cells not run to completion ({states}); re-run make chapter"
