@@ -30,7 +30,8 @@ def build_model(arch):
     return WideResNet(depth, width, block=block)
 
 
-def build_distiller(method, student, teacher=None):
+def build_distiller(method, student, teacher=None, num_classes=10):
+    """The method's Distiller; num_classes sizes the classification heads of RID's and TED's teacher filters."""
     kind = method.kind
     if kind in ("bas", "teacher"):
         return BAS(student)
@@ -39,9 +40,10 @@ def build_distiller(method, student, teacher=None):
     if kind == "vid":
         return VID(student, teacher, lam=method.lam[0])
     if kind == "rid":
-        return RID(student, teacher, *method.lam, **method.rid)
+        return RID(student, teacher, *method.lam, **method.rid, num_classes=num_classes)
     if kind == "ted":
-        return TED(student, teacher, lam=method.lam[0], stage1_epochs=method.ted_stage1_epochs)
+        return TED(student, teacher, lam=method.lam[0], stage1_epochs=method.ted_stage1_epochs,
+                   num_classes=num_classes)
     raise ValueError(f"unknown method kind {kind!r}")
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ridrepro.pid import pid_from_clusters
+from ridrepro.pid.broja import ATOMS
 
 RUN_NAME = re.compile(r"(?P<method>teacher|bas|vid|rid|ted)(-(?P<teacher>tt|ut))?-s(?P<seed>\d+)")
 CELLS = ["teacher-tt", "teacher-ut", "BAS", "VID-tt", "RID-tt", "TED-tt", "VID-ut", "RID-ut", "TED-ut"]
@@ -74,7 +75,7 @@ def load_pid(root, protocol):
     """One row per logged PID record: the run's method/teacher/seed, the PID teacher, epoch, the atoms,
     their bootstrap interval (<atom>_lo, <atom>_hi) when logged, and the joint counts."""
     rows = []
-    atoms = ("red", "uni_t", "uni_s", "syn", "i_yt", "i_ys", "i_yts")
+    atoms = [a for a in ATOMS if a != "gap"]
     for folder, method, teacher, seed in _runs(root, protocol):
         for r in _jsonl(folder / "pid.jsonl"):
             row = {"run": folder.name, "cell": cell_name(method, teacher), "method": method, "teacher": teacher, "seed": seed,

@@ -28,8 +28,7 @@ import torch
 import torch.nn as nn
 
 from ridrepro.data import PAPER_CODE_NORM, normalize
-from ridrepro.distill import RID
-from ridrepro.engine import DeviceData, build_distiller
+from ridrepro.engine import DeviceData
 from ridrepro.protocols import PAPER_CODE, Method, Optim
 
 
@@ -180,9 +179,3 @@ def toy_protocol(epochs=24, q=8, batch_size=64):
                    pid_epochs=tuple(range(0, epochs + 1, 2)), pid_layer=0,
                    notes="ridrepro.toy: paper-code's method settings on a 3x8x8 synthetic task.")
 
-
-def build_toy_distiller(method, student, teacher, n_classes):
-    """engine.build_distiller, except that RID's filter heads g_t get n_classes outputs, not CIFAR-10's 10."""
-    if method.kind == "rid":
-        return RID(student, teacher, *method.lam, **method.rid, num_classes=n_classes)
-    return build_distiller(method, student, None if method.kind == "bas" else teacher)
