@@ -30,13 +30,14 @@ from scipy.linalg.lapack import dpotrf, dpotrs
 
 from .measures import _h, unit_factor, validate_joint
 
-# Tuned on 400 random tables (dense, peaked, sparse, counts, entries down to 1e-49): with these,
-# all reach a certified gap <= 2e-10 nats in ~20 iterations; SIGMA_MIN 0.01 or KAPPA 0.1 do not.
-SIGMA_MIN = 0.03  # complementarity falls at most ~33x per iteration
+# Tuned on ~950 random tables (dense, peaked Dirichlet(0.01-0.1), sparse, counts; TUNING below).
+SIGMA_MIN = 0.3  # complementarity falls at most ~3x after a step that stopped short ...
+SIGMA_FAST = 1e-3  # ... and after n full steps in a row at most 1/max(SIGMA_MIN^(n+1), SIGMA_FAST)
+START_SLACK = 0.1  # smallest slack -g of the starting point
+BOUNDARY_CUT = 0.75  # first trial of a step cut by the fraction to the boundary, as a share of it
 KAPPA = 1e-4  # ... and not below KAPPA x the marginal residual
 MBAND = 1e10  # m stays within [1/MBAND, MBAND] x its central-path value target / s
 DAMPING = 1e-2  # Levenberg-Marquardt damping, in units of the centring target
-BLOCK_MIN = 150  # nt x ny from which _cholesky eliminates the lam variables block by block
 ATOMS = ("red", "uni_t", "uni_s", "syn", "i_yt", "i_ys", "i_yts", "gap")
 
 
@@ -73,95 +74,61 @@ class PIDResult:
 # Interior-point core, batched: P has shape (B, nt, ns, ny); members may contain zero rows/columns.
 
 
-def _schur_matrix(d, v, c, pinned, damping, out=None):
-    """sum over (t,s) blocks of A_k^T (diag(d_k) + c_k v_k v_k^T) A_k, where A_k maps (lam, mu) to
-    lam(t, .) + mu(s, .) on block k: dense (B, n, n), n = (nt + ns) ny. Only the lower triangle is
-    filled (dpotrf(lower=1) and _block_cholesky never read the (lam, mu) block above the diagonal,
-    so it keeps whatever it held). `pinned` = (batch, index) arrays of variables held fixed;
-    `damping` (B,) is added to the diagonal; `out` (from a previous call, same shapes) is reused."""
-    B, nt, ns, ny = d.shape
-    n = (nt + ns) * ny
+def _newton_factor(q, p, c, free_t, free_s, damping):
+    """Factors of the Newton matrix H = sum over (t,s) blocks k of A_k^T (diag(q_k) + c_k p_k p_k^T) A_k,
+    with A_k mapping x = (lam, mu) to lam(t, .) + mu(s, .), plus `damping` (B,) on the diagonal.
+
+    H is never formed. Its lam part A is block diagonal (lam(t, .) meets only lam(t, .)), and so is
+    its mu part D, so eliminating lam one (ny x ny) block at a time leaves a single dense Cholesky,
+    of the Schur complement S = D - C^T A^-1 C on the mu variables: (ns ny)^3 / 3 flops instead of
+    ((nt + ns) ny)^3 / 3 and no work on zero blocks (the caller puts the larger alphabet on t).
+    Pinned variables (free_* == 0) get identity rows: off the support their rows are already zero
+    (p = 0 there), and the gauge-pinned mu(s, y) are cut out of C and D. If round-off late in the
+    path makes a factorisation fail, H gets a small ridge relative to its largest diagonal entry:
+    each step is only a search direction, the certificate is computed apart.
+    Returns (Linv, W, [factor of S per member]), with A = L L^T per t, Linv = L^-1, W = Linv C."""
+    B, nt, ns, ny = q.shape
     iy = np.arange(ny)
-    blocks = (c[..., None] * v)[..., :, None] * v[..., None, :]  # (B, nt, ns, ny, ny)
-    blocks[..., iy, iy] += d
-    H = np.zeros((B, n, n)) if out is None else out
-    H5 = H.reshape(B, nt + ns, ny, nt + ns, ny)
-    H5[:, nt:, :, :nt, :] = blocks.transpose(0, 2, 4, 1, 3)
-    it, is_ = np.arange(nt), nt + np.arange(ns)
-    H5[:, it, :, it, :] = blocks.sum(2).transpose(1, 0, 2, 3)
-    H5[:, is_, :, is_, :] = blocks.sum(1).transpose(1, 0, 2, 3)
-    # Variables off the support, and one mu(s, y) per y (the gauge lam + c_y, mu - c_y leaves every
-    # block unchanged), are pinned: identity rows keep one dense shape across the batch.
-    H.reshape(B, n * n)[:, :: n + 1] += damping[:, None]
-    bi, ii = pinned
-    H[bi, ii, :] = 0.0
-    H[bi, :, ii] = 0.0
-    H[bi, ii, ii] = 1.0
-    return H
-
-
-def _cholesky(H, nt, ny):
-    """Factors of each matrix of the batch, for _cho_solve (LAPACK directly: numpy's batched wrappers
-    cost more than a 200x200 factorisation). A matrix that round-off made indefinite late in the path
-    gets a small relative ridge: each step is only a search direction, the certificate is computed
-    apart.
-
-    Large systems are factorised by blocks: H = [[A, C], [C^T, D]] with A (the nt ny lam variables)
-    block diagonal, as lam(t, .) meets only lam(t, .); eliminating A block by block leaves a dense
-    Cholesky of the mu part's Schur complement D - C^T A^-1 C only. This is the elimination dpotrf
-    performs anyway, minus its work on A's zero blocks (3x fewer flops at 50x50x10; below
-    BLOCK_MIN the extra calls cost more than they save). If it breaks down, the batch takes the dense
-    path, with its ridge."""
-    if nt * ny >= BLOCK_MIN:
+    blocks = (c[..., None] * p)[..., :, None] * p[..., None, :]  # (B, nt, ns, ny, ny)
+    blocks[..., iy, iy] += q
+    A = blocks.sum(2)
+    A[..., iy, iy] += 1.0 - free_t
+    D = blocks.sum(1) * (free_s[..., :, None] * free_s[..., None, :])
+    D[..., iy, iy] += 1.0 - free_s
+    C = blocks.transpose(0, 1, 3, 2, 4).reshape(B, nt, ny, ns * ny) * free_s.reshape(B, 1, 1, ns * ny)
+    scale = np.maximum(np.abs(A[..., iy, iy]).max((1, 2)), np.abs(D[..., iy, iy]).max((1, 2)))
+    for ridge in [0.0] + [10.0**k for k in range(-14, -4)]:
+        d = (damping + ridge * scale)[:, None, None]
         try:
-            return _block_cholesky(H, nt, ny)
+            # Explicit inverses of the small triangular factors, so that applying them to all of C
+            # (and later to right-hand sides) is one batched matrix product, not nt solver calls.
+            linv = np.linalg.inv(np.linalg.cholesky(A + d[..., None] * np.eye(ny)))
+            W = np.matmul(linv, C).reshape(B, nt * ny, ns * ny)
+            S = -np.matmul(W.transpose(0, 2, 1), W)
+            S.reshape(B, ns, ny, ns, ny)[:, np.arange(ns), :, np.arange(ns), :] += D.transpose(1, 0, 2, 3)
+            S.reshape(B, -1)[:, :: ns * ny + 1] += d[:, 0]
+            return linv, W, [_potrf(S_i) for S_i in S]
         except np.linalg.LinAlgError:
             pass
-    out = []
-    for h in H:
-        c, info = dpotrf(h, lower=1, clean=0)
-        k = -14
-        while info != 0 and k < -4:
-            c, info = dpotrf(h + 10.0**k * np.abs(np.diag(h)).max() * np.eye(len(h)), lower=1, clean=0)
-            k += 1
-        if info != 0:
-            raise np.linalg.LinAlgError("Newton matrix is not positive definite")
-        out.append(c)
-    return "dense", out
+    raise np.linalg.LinAlgError("Newton matrix is not positive definite")
 
 
-def _block_cholesky(H, nt, ny):
-    """("block", (Linv, W, L_S)): A = L L^T per t with Linv = L^-1 (B, nt, ny, ny), W = L^-1 C and
-    L_S the Cholesky factor of D - W^T W. Raises LinAlgError if either factorisation fails."""
-    B, n, _ = H.shape
-    n1 = nt * ny
-    it = np.arange(nt)
-    A = H.reshape(B, n // ny, ny, n // ny, ny)[:, it, :, it, :].transpose(1, 0, 2, 3)
-    # Explicit inverses of the small triangular factors, so that applying them to all of C (and
-    # later to right-hand sides) is one batched matrix product instead of nt solver calls.
-    linv = np.linalg.inv(np.linalg.cholesky(A))
-    W = np.matmul(linv, H[:, n1:, :n1].transpose(0, 2, 1).reshape(B, nt, ny, n - n1)).reshape(B, n1, n - n1)
-    factors = []
-    for i in range(B):
-        c, info = dpotrf(H[i, n1:, n1:] - W[i].T @ W[i], lower=1, clean=0)  # W.T @ W: one dsyrk
-        if info != 0:
-            raise np.linalg.LinAlgError("Schur complement is not positive definite")
-        factors.append(c)
-    return "block", (linv, W, factors)
+def _potrf(a):
+    """Lower Cholesky factor via LAPACK directly (numpy's wrapper costs more than a 100x100 dpotrf);
+    the upper triangle keeps a's values, which dpotrs never reads."""
+    c, info = dpotrf(a, lower=1, clean=0)
+    if info != 0:
+        raise np.linalg.LinAlgError("not positive definite")
+    return c
 
 
-def _cho_solve(L, b):
-    """Solve H x = b, per batch member, with the factors from _cholesky."""
-    kind, f = L
-    out = np.empty_like(b)
-    if kind == "dense":
-        for i, c in enumerate(f):
-            out[i] = dpotrs(c, b[i], lower=1)[0]
-        return out
-    # [[A, C], [C^T, D]] x = b: y = L^-1 b_1, (D - W^T W) x_2 = b_2 - W^T y, x_1 = L^-T (y - W x_2).
-    linv, W, factors = f
+def _newton_solve(F, b):
+    """Solve H x = b for each member, with the factors from _newton_factor:
+    [[A, C], [C^T, D]] x = b: y = L^-1 b_1, S x_2 = b_2 - W^T y, x_1 = L^-T (y - W x_2)."""
+    linv, W, factors = F
     B, nt, ny, _ = linv.shape
     n1 = nt * ny
+    out = np.empty_like(b)
     y = np.matmul(linv, b[:, :n1].reshape(B, nt, ny, 1)).reshape(B, n1)
     for i, c in enumerate(factors):
         out[i, n1:] = dpotrs(c, b[i, n1:] - W[i].T @ y[i], lower=1)[0]
@@ -282,8 +249,8 @@ class _Batch:
         ms_free = self.ms.copy()
         bb, yy = np.meshgrid(np.arange(B), np.arange(ny), indexing="ij")
         ms_free[bb, self.Psy.argmax(1), yy] = False
-        self.free = np.concatenate([self.mt.reshape(B, -1), ms_free.reshape(B, -1)], 1).astype(float)
-        self.pinned = np.nonzero(self.free == 0)
+        self.free_t, self.free_s = self.mt.astype(float), ms_free.astype(float)
+        self.free = np.concatenate([self.free_t.reshape(B, -1), self.free_s.reshape(B, -1)], 1)
         self.b = np.concatenate([self.Pty.reshape(B, -1), self.Psy.reshape(B, -1)], 1)
         self.hy = np.array([_h(P[i], (2,)) for i in range(B)])
 
@@ -345,19 +312,23 @@ def _solve_batch(P, tol=1e-11, max_iter=100):
     the gauge because the primal has the strictly positive feasible point Q0. Invariants on empty
     blocks (padding, zeros): s = 1, m = 0, p = 0.
     """
+    if P.shape[2] > P.shape[1]:  # J* is symmetric in T, S; _newton_factor wants the larger one on t
+        lower, upper, Q, iters = _solve_batch(P.transpose(0, 2, 1, 3), tol, max_iter)
+        return lower, upper, np.ascontiguousarray(Q.transpose(0, 2, 1, 3)), iters
     bt = _Batch(P)
     B = P.shape[0]
     blk, blkf, K = bt.blk, bt.blkf, bt.K
     # Start where softmax reproduces the conditionally independent coupling
-    # Q0 = P(t,y) P(s,y) / P(y), shifted so that every slack is >= 1; m = Q0's block masses.
+    # Q0 = P(t,y) P(s,y) / P(y), shifted so that every slack is >= START_SLACK; m = Q0's block
+    # masses. (A slack of 1, as first written, starts complementarity ~10x higher: 2 more iterations.)
     lpy = np.log(np.where(bt.Py > 0, bt.Py, 1.0))
     lam = np.where(bt.mt, np.log(np.where(bt.mt, bt.Pty, 1.0)) - 0.5 * lpy[:, None, :], 0.0)
     mu = np.where(bt.ms, np.log(np.where(bt.ms, bt.Psy, 1.0)) - 0.5 * lpy[:, None, :], 0.0)
     x = np.concatenate([lam.reshape(B, -1), mu.reshape(B, -1)], 1)
     g, p = bt.softmax(x)
     gmax = np.where(blk, g, -np.inf).max((1, 2))
-    x[:, : lam[0].size] -= (gmax + 1.0)[:, None] * bt.mt.reshape(B, -1)
-    s = np.where(blk, gmax[:, None, None] + 1.0 - g, 1.0)
+    x[:, : lam[0].size] -= (gmax + START_SLACK)[:, None] * bt.mt.reshape(B, -1)
+    s = np.where(blk, gmax[:, None, None] + START_SLACK - g, 1.0)
     m = np.where(blk, np.exp(g), 0.0)
 
     def merit(x, s, nu):
@@ -367,9 +338,9 @@ def _solve_batch(P, tol=1e-11, max_iter=100):
     lower, upper = np.full(B, -np.inf), np.full(B, np.inf)
     Q = P.copy()
     iters = np.zeros(B, int)
-    H = None
     target_prev = np.ones(B)
     stale = np.zeros(B, int)
+    n_full = np.zeros(B)  # consecutive full steps (alpha = 1 for x and m)
     for it in range(max_iter):
         q = m[..., None] * p
         r_d = bt.residual(q)
@@ -395,11 +366,10 @@ def _solve_batch(P, tol=1e-11, max_iter=100):
         # Levenberg-Marquardt damping that vanishes along the path: a coordinate lam(t,y) with tiny
         # P(t,y) has curvature ~P(t,y) but feels the centring pull ~target p / s of nearly empty
         # blocks, and an undamped step throws it where p underflows and its gradient vanishes.
-        H = _schur_matrix(q, p, m / s - m, bt.pinned, DAMPING * target_prev + 1e-15, H)
-        L = _cholesky(H, P.shape[1], P.shape[3])
+        F = _newton_factor(q, p, m / s - m, bt.free_t, bt.free_s, DAMPING * target_prev + 1e-15)
 
         def direction(r_c):
-            dx = _cho_solve(L, (bt.jt(r_c / s, p) - r_d) * bt.free)
+            dx = _newton_solve(F, (bt.jt(r_c / s, p) - r_d) * bt.free)
             ds = -bt.j(dx, p)
             return dx, ds, (-r_c - m * ds) / s
 
@@ -409,8 +379,11 @@ def _solve_batch(P, tol=1e-11, max_iter=100):
         nu_aff = ((s + a_s[:, None, None] * ds_a) * (m + a_m[:, None, None] * dm_a)).sum((1, 2)) / K
         sigma = np.clip(nu_aff / np.maximum(nu, 1e-300), 0.0, 1.0) ** 3
         # Complementarity may not outrun the marginal residual (the step divides by s, so with s
-        # far below the residual it could no longer be resolved) nor fall more than 1/SIGMA_MIN.
-        target = np.maximum(np.maximum(sigma, SIGMA_MIN) * nu, KAPPA * res)
+        # far below the residual it could no longer be resolved), nor fall fast before full steps
+        # show the iterate is where Newton's model holds: on peaked tables an aggressive target
+        # leaves a few blocks with slacks far below the rest, and the steps then stall.
+        floor = np.maximum(SIGMA_MIN ** (1 + n_full), SIGMA_FAST)
+        target = np.maximum(np.maximum(sigma, floor) * nu, KAPPA * res)
         tb = target[:, None, None] * blkf
         target_prev = target
         dx, ds, dm = direction(ms_ + ds_a * dm_a - tb)
@@ -425,9 +398,9 @@ def _solve_batch(P, tol=1e-11, max_iter=100):
         alpha = np.where(active, _max_step(s, ds, tau), 0.0)
         # A step cut by the fraction to the boundary (alpha < 1) practically never passes its first
         # trial: g is convex, so the blocking slack ends at or below the (1 - tau) s that its
-        # linearisation reaches (equal only where g is linear along dx). Backtracking would halve
-        # it next, so that trial's softmax is skipped.
-        alpha = np.where(alpha < 1.0, 0.5 * alpha, alpha)
+        # linearisation reaches (equal only where g is linear along dx). So the first trial is
+        # BOUNDARY_CUT of it, which usually passes (halving first wasted half of the step).
+        alpha = np.where(alpha < 1.0, BOUNDARY_CUT * alpha, alpha)
         phi0 = merit(x, s, target)
         s_floor = (1.0 - tau)[:, None, None] * s
         descent, phi_tol = np.minimum(slope, 0.0), 1e-15 * (np.abs(phi0) + K * target)
@@ -452,6 +425,7 @@ def _solve_batch(P, tol=1e-11, max_iter=100):
             s = np.where(upd[:, None, None], s_t, s)
             p = np.where(upd[:, None, None, None], p_t, p)
         a_m = np.where(active, _max_step(m, dm, tau), 0.0)
+        n_full = np.where((alpha == 1.0) & (a_m == 1.0), n_full + 1, 0)
         m = m + a_m[:, None, None] * dm
         # Keep each m within a wide band around its central-path value target / s.
         m = np.clip(m, tb / (MBAND * s), MBAND * tb / s)
