@@ -34,6 +34,7 @@ from .measures import _h, unit_factor, validate_joint
 SIGMA_MIN = 0.3  # complementarity falls at most ~3x after a step that stopped short ...
 SIGMA_FAST = 1e-3  # ... and after n full steps in a row at most 1/max(SIGMA_MIN^(n+1), SIGMA_FAST)
 START_SLACK = 0.1  # smallest slack -g of the starting point
+ALPHA_SHORT = 0.2  # a step shorter than this is followed by a pure centring step
 BOUNDARY_CUT = 0.75  # first trial of a step cut by the fraction to the boundary, as a share of it
 KAPPA = 1e-4  # ... and not below KAPPA x the marginal residual
 MBAND = 1e10  # m stays within [1/MBAND, MBAND] x its central-path value target / s
@@ -89,14 +90,16 @@ def _newton_factor(q, p, c, free_t, free_s, damping):
     Returns (Linv, W, [factor of S per member]), with A = L L^T per t, Linv = L^-1, W = Linv C."""
     B, nt, ns, ny = q.shape
     iy = np.arange(ny)
-    blocks = (c[..., None] * p)[..., :, None] * p[..., None, :]  # (B, nt, ns, ny, ny)
-    blocks[..., iy, iy] += q
-    A = blocks.sum(2)
+    # C[t, y, s, y'] = the (t, s) block, laid out so that C reshapes to the lam-mu part of H.
+    C = (c[..., None] * p).transpose(0, 1, 3, 2)[..., None] * p[:, :, None, :, :]
+    C[:, :, iy, :, iy] += q.transpose(3, 0, 1, 2)
+    A = C.sum(3)
     A[..., iy, iy] += 1.0 - free_t
-    D = blocks.sum(1) * (free_s[..., :, None] * free_s[..., None, :])
+    D = C.sum(1).transpose(0, 2, 1, 3) * (free_s[..., :, None] * free_s[..., None, :])
     D[..., iy, iy] += 1.0 - free_s
-    C = blocks.transpose(0, 1, 3, 2, 4).reshape(B, nt, ny, ns * ny) * free_s.reshape(B, 1, 1, ns * ny)
-    scale = np.maximum(np.abs(A[..., iy, iy]).max((1, 2)), np.abs(D[..., iy, iy]).max((1, 2)))
+    C = C.reshape(B, nt, ny, ns * ny)
+    C *= free_s.reshape(B, 1, 1, ns * ny)
+    scale = np.maximum(A[..., iy, iy].max((1, 2)), D[..., iy, iy].max((1, 2)))
     for ridge in [0.0] + [10.0**k for k in range(-14, -4)]:
         d = (damping + ridge * scale)[:, None, None]
         try:
@@ -104,7 +107,8 @@ def _newton_factor(q, p, c, free_t, free_s, damping):
             # (and later to right-hand sides) is one batched matrix product, not nt solver calls.
             linv = np.linalg.inv(np.linalg.cholesky(A + d[..., None] * np.eye(ny)))
             W = np.matmul(linv, C).reshape(B, nt * ny, ns * ny)
-            S = -np.matmul(W.transpose(0, 2, 1), W)
+            S = np.matmul(W.transpose(0, 2, 1), W)
+            np.negative(S, out=S)
             S.reshape(B, ns, ny, ns, ny)[:, np.arange(ns), :, np.arange(ns), :] += D.transpose(1, 0, 2, 3)
             S.reshape(B, -1)[:, :: ns * ny + 1] += d[:, 0]
             return linv, W, [_potrf(S_i) for S_i in S]
@@ -294,7 +298,8 @@ class _Batch:
 def _max_step(v, dv, tau):
     """Largest step in [0, 1] keeping v + a dv >= (1 - tau) v (fraction to the boundary)."""
     neg = dv < 0
-    ratio = np.divide(v, -dv, out=np.full_like(v, np.inf), where=neg).min((1, 2))
+    with np.errstate(over="ignore"):  # v / -dv beyond the float range is an infinite step: fine
+        ratio = np.divide(v, -dv, out=np.full_like(v, np.inf), where=neg).min((1, 2))
     return np.minimum(1.0, tau * ratio)
 
 
@@ -341,6 +346,7 @@ def _solve_batch(P, tol=1e-11, max_iter=100):
     target_prev = np.ones(B)
     stale = np.zeros(B, int)
     n_full = np.zeros(B)  # consecutive full steps (alpha = 1 for x and m)
+    alpha = np.ones(B)
     for it in range(max_iter):
         q = m[..., None] * p
         r_d = bt.residual(q)
@@ -382,7 +388,9 @@ def _solve_batch(P, tol=1e-11, max_iter=100):
         # far below the residual it could no longer be resolved), nor fall fast before full steps
         # show the iterate is where Newton's model holds: on peaked tables an aggressive target
         # leaves a few blocks with slacks far below the rest, and the steps then stall.
-        floor = np.maximum(SIGMA_MIN ** (1 + n_full), SIGMA_FAST)
+        # After a short step the next one only re-centres (target = nu): a short step means a block
+        # whose slack is far below nu m blocks every direction that also pushes the residual down.
+        floor = np.where(alpha < ALPHA_SHORT, 1.0, np.maximum(SIGMA_MIN ** (1 + n_full), SIGMA_FAST))
         target = np.maximum(np.maximum(sigma, floor) * nu, KAPPA * res)
         tb = target[:, None, None] * blkf
         target_prev = target
