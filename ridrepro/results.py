@@ -37,7 +37,8 @@ PAPER_ACCURACY = pd.DataFrame([(cell_name(m, t), log, fig) for m, t, log, fig in
 def _runs(root, protocol):
     base = Path(root) / protocol
     if not base.is_dir():
-        raise FileNotFoundError(f"no results for protocol {protocol!r} under {Path(root).resolve()}")
+        hint = " (the committed grids are under results/)" if Path("results", protocol).is_dir() else ""
+        raise FileNotFoundError(f"no results for protocol {protocol!r} under {Path(root).resolve()}{hint}")
     for folder in sorted(base.iterdir()):
         m = RUN_NAME.fullmatch(folder.name)
         if m and (folder / "config.json").exists():
@@ -99,6 +100,34 @@ def teacher_accuracy(root, protocol):
             rows.append({"cell": cell_name(method, teacher), "teacher": teacher, "seed": seed,
                          "test_acc": info["test_acc"]})
     return pd.DataFrame(rows, columns=["cell", "teacher", "seed", "test_acc"])
+
+
+def accuracy_summary(root, protocol):
+    """One row per grid cell (in CELLS order): seeds, finished runs, and the mean and standard deviation
+    over seeds (0 for one seed) of each run's final, best and mean-of-last-10 test accuracy. An untrained
+    teacher logs no epochs: its final accuracy is teacher.json's, and best/last10 are NaN."""
+    runs = []
+    for folder, method, teacher, seed in _runs(root, protocol):
+        accs = [r["test_acc"] for r in _jsonl(folder / "metrics.jsonl")]
+        row = {"cell": cell_name(method, teacher), "seed": seed, "finished": (folder / "finished.json").exists(),
+               "final": np.nan, "best": np.nan, "last10": np.nan}
+        if accs:
+            row.update(final=accs[-1], best=max(accs), last10=float(np.mean(accs[-10:])))
+        elif (folder / "teacher.json").exists():
+            row["final"] = json.loads((folder / "teacher.json").read_text())["test_acc"]
+        else:
+            continue  # created but no epoch finished yet
+        runs.append(row)
+    if not runs:
+        raise FileNotFoundError(f"no run of protocol {protocol!r} under {root} has finished an epoch")
+    df = pd.DataFrame(runs)
+    out = df.groupby("cell").agg(seeds=("seed", "size"), finished=("finished", "sum"),
+                                 **{f"{k}{suffix}": (k, agg) for k in ("final", "best", "last10")
+                                    for suffix, agg in (("", "mean"), ("_std", "std"))})
+    for k in ("final", "best", "last10"):  # pandas gives NaN for the std of one value
+        out[k + "_std"] = out[k + "_std"].where(out[k].isna() | (out["seeds"] > 1), 0.0)
+    order = {c: i for i, c in enumerate(CELLS)}
+    return out.reset_index().sort_values("cell", key=lambda c: c.map(order)).reset_index(drop=True)
 
 
 def over_seeds(df, value, by=("cell", "epoch")):

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from ridrepro.protocols import PROTOCOLS, get_protocol
+from ridrepro.results import accuracy_summary
 from ridrepro.runs import TEACHER_KINDS, Options, distil, ensure_teacher, student_dir, teacher_dir
 
 METHODS = ("bas", "vid", "rid", "ted")
@@ -185,62 +186,18 @@ def cmd_grid(args):
 
 # ----------------------------------------------------------------------------- summary
 
-def collect(root, protocol):
-    """{cell: {seed: metrics summary}} from the run folders of a grid."""
-    base = Path(root) / protocol
-    if not base.is_dir():
-        raise FileNotFoundError(f"no runs for protocol {protocol} under {root}")
-    cells = {}
-    for folder in sorted(base.iterdir()):
-        m = re.fullmatch(r"(?P<cell>.+)-s(?P<seed>\d+)", folder.name)
-        if not m:
-            continue
-        cell, seed = m["cell"], int(m["seed"])
-        entry = {"finished": (folder / "finished.json").exists()}
-        if (folder / "teacher.json").exists():
-            info = json.loads((folder / "teacher.json").read_text())
-            entry.update(final=info["test_acc"], best=None, last10=None, epochs=None)
-        metrics = folder / "metrics.jsonl"
-        if metrics.exists() and metrics.stat().st_size:
-            accs = [json.loads(line)["test_acc"] for line in metrics.read_text().splitlines()]
-            entry.update(final=accs[-1], best=max(accs), last10=statistics.fmean(accs[-10:]), epochs=len(accs))
-        if "final" in entry:
-            cells.setdefault(cell, {})[seed] = entry
-    return cells
-
-
-def _mean_std(values):
-    values = [v for v in values if v is not None]
-    if not values:
-        return None, None
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
-
-
-def summary_rows(cells):
-    rows = []
-    for cell, seeds in cells.items():
-        row = {"cell": cell, "seeds": len(seeds), "finished": sum(e["finished"] for e in seeds.values()),
-               "epochs": sorted({e["epochs"] for e in seeds.values() if e["epochs"] is not None})}
-        for key in ("final", "best", "last10"):
-            row[key], row[key + "_std"] = _mean_std([e[key] for e in seeds.values()])
-        rows.append(row)
-    return rows
-
-
 def cmd_summary(args):
-    rows = summary_rows(collect(args.runs, args.protocol))
+    table = accuracy_summary(args.runs, args.protocol)
+    cols = [f"{c}{suffix}" for c in ("final", "best", "last10") for suffix in ("", "_std")]
     if args.format == "json":
-        print(json.dumps(rows, indent=2))
-        return 0
-    cols = ("final", "best", "last10")
-    if args.format == "csv":
-        print("cell,seeds,finished," + ",".join(f"{c},{c}_std" for c in cols))
-        for r in rows:
-            print(f"{r['cell']},{r['seeds']},{r['finished']}," + ",".join(
-                f"{'' if r[c] is None else r[c]:},{'' if r[c + '_std'] is None else r[c + '_std']}" for c in cols))
-        return 0
-    fmt = lambda m, s: "-" if m is None else f"{m:.4f} ± {s:.4f}"
-    print(f"| cell | seeds (finished) | final | best | mean of last 10 |\n|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['cell']} | {r['seeds']} ({r['finished']}) | " + " | ".join(fmt(r[c], r[c + '_std']) for c in cols) + " |")
+        records = table.astype(object).where(table.notna(), None).to_dict("records")
+        print(json.dumps(records, indent=2, default=int))
+    elif args.format == "csv":
+        print(table[["cell", "seeds", "finished", *cols]].to_csv(index=False), end="")
+    else:
+        fmt = lambda m, s: "-" if m != m else f"{m:.4f} ± {s:.4f}"  # m != m: NaN
+        print("| cell | seeds (finished) | final | best | mean of last 10 |\n|---|---|---|---|---|")
+        for r in table.itertuples():
+            print(f"| {r.cell} | {r.seeds} ({r.finished}) | " + " | ".join(
+                fmt(getattr(r, c), getattr(r, c + "_std")) for c in ("final", "best", "last10")) + " |")
     return 0

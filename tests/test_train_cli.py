@@ -10,7 +10,7 @@ import pytest
 
 from ridrepro.cli import main
 from ridrepro.runs import file_sha256
-from ridrepro.train_cli import collect, summary_rows
+from ridrepro.results import CELLS as TABLE_CELLS, accuracy_summary
 
 CELLS = ["bas", "vid-tt", "vid-ut", "rid-tt", "rid-ut", "ted-tt", "ted-ut"]
 
@@ -59,30 +59,52 @@ def test_smoke_grid_end_to_end(tmp_path):
     assert again.returncode == 0 and "16 finished, 0 to run" in again.stdout
     table = subprocess.run([sys.executable, "-m", "ridrepro", "summary", "--protocol", "smoke", "--runs", str(runs)],
                            capture_output=True, text=True, timeout=120).stdout
-    for cell in CELLS + ["teacher-tt", "teacher-ut"]:
+    for cell in TABLE_CELLS:
         assert f"| {cell} |" in table
-    assert "| rid-tt | 2 (2) |" in table
+    assert "| RID-tt | 2 (2) |" in table and "| teacher-ut | 1 (1) |" in table
 
 
-def write_run(folder, accs):
+def write_run(folder, accs, finished=True):
     folder.mkdir(parents=True)
-    (folder / "metrics.jsonl").write_text("".join(json.dumps({"epoch": i + 1, "test_acc": a}) + "\n"
-                                                  for i, a in enumerate(accs)))
-    (folder / "finished.json").write_text("{}")
+    (folder / "config.json").write_text("{}")
+    (folder / "metrics.jsonl").write_text("".join(
+        json.dumps({"epoch": i + 1, "phase": "student", "test_acc": a, "train_acc": a, "lr": {"student": 0.1}}) + "\n"
+        for i, a in enumerate(accs)))
+    if finished:
+        (folder / "finished.json").write_text("{}")
 
 
 def test_summary_statistics(tmp_path):
     a = [0.1 * i for i in range(12)]  # final 1.1, best 1.1, last 10 mean 0.65
     b = [0.5] * 12
     write_run(tmp_path / "p" / "rid-tt-s0", a)
-    write_run(tmp_path / "p" / "rid-tt-s1", b)
-    rows = {r["cell"]: r for r in summary_rows(collect(tmp_path, "p"))}
-    r = rows["rid-tt"]
-    assert r["seeds"] == 2 and r["finished"] == 2
-    assert r["final"] == pytest.approx((1.1 + 0.5) / 2)
-    assert r["final_std"] == pytest.approx(statistics.stdev([1.1, 0.5]))
-    assert r["last10"] == pytest.approx((statistics.fmean(a[-10:]) + 0.5) / 2)
-    assert r["best"] == pytest.approx((1.1 + 0.5) / 2)
+    write_run(tmp_path / "p" / "rid-tt-s1", b, finished=False)
+    write_run(tmp_path / "p" / "bas-s0", [0.3, 0.4])
+    (tmp_path / "p" / "teacher-ut-s0").mkdir()
+    (tmp_path / "p" / "teacher-ut-s0" / "config.json").write_text("{}")
+    (tmp_path / "p" / "teacher-ut-s0" / "teacher.json").write_text(json.dumps({"test_acc": 0.1}))
+    table = accuracy_summary(tmp_path, "p")
+    assert table.cell.tolist() == ["teacher-ut", "BAS", "RID-tt"]  # the book's cell order
+    r = table.set_index("cell").loc["RID-tt"]
+    assert r.seeds == 2 and r.finished == 1
+    assert r.final == pytest.approx((1.1 + 0.5) / 2)
+    assert r.final_std == pytest.approx(statistics.stdev([1.1, 0.5]))
+    assert r.last10 == pytest.approx((statistics.fmean(a[-10:]) + 0.5) / 2)
+    assert r.best == pytest.approx((1.1 + 0.5) / 2)
+    bas, teacher = table.set_index("cell").loc["BAS"], table.set_index("cell").loc["teacher-ut"]
+    assert bas.final == 0.4 and bas.final_std == 0.0 and bas.last10 == pytest.approx(0.35)
+    assert teacher.final == 0.1 and teacher.best != teacher.best  # NaN: an untrained teacher has no epochs
+
+
+def test_summary_formats(capsys, tmp_path):
+    write_run(tmp_path / "p" / "vid-ut-s0", [0.2, 0.25])
+    assert main(["summary", "--protocol", "p", "--runs", str(tmp_path), "--format", "csv"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "cell,seeds,finished,final,final_std,best,best_std,last10,last10_std", "VID-ut,1,1,0.25,0.0,0.25,0.0,0.225,0.0"]
+    assert main(["summary", "--protocol", "p", "--runs", str(tmp_path), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["last10"] == pytest.approx(0.225)
+    assert main(["summary", "--protocol", "p", "--runs", str(tmp_path)]) == 0
+    assert "| VID-ut | 1 (1) | 0.2500 ± 0.0000 | 0.2500 ± 0.0000 | 0.2250 ± 0.0000 |" in capsys.readouterr().out
 
 
 def test_clean_errors(capsys, tmp_path):
@@ -92,7 +114,7 @@ def test_clean_errors(capsys, tmp_path):
     assert main(["distil", "--method", "rid", *base]) == 2
     assert "--teacher tt or ut is required" in capsys.readouterr().err
     assert main(["summary", "--protocol", "nothing-here", "--runs", str(tmp_path)]) == 2
-    assert "no runs for protocol" in capsys.readouterr().err
+    assert "no results for protocol 'nothing-here'" in capsys.readouterr().err
 
 
 def test_teacher_command_saves_seed_accuracy_and_sha(capsys, tmp_path):
