@@ -6,8 +6,6 @@ teacher-tt, teacher-ut, bas, or <vid|rid|ted>-<tt|ut>; see ridrepro.runs for the
 
 import json
 import os
-import re
-import statistics
 import subprocess
 import sys
 import time
