@@ -93,7 +93,7 @@ def main():
     peak = peak_matmul_flops(device, 8192 if device.type == "cuda" else 2048)
     print(f"device {device} ({torch.get_num_threads()} threads), torch {torch.__version__}, batch 128, "
           f"{args.steps} timed steps; peak float32 matmul {peak / 1e9:.1f} GFLOP/s")
-    print(f"| step | phase | images/s | GFLOP/step | achieved GFLOP/s | MFU |\n|---|---|---|---|---|---|")
+    print("| step | phase | images/s | GFLOP/step | achieved GFLOP/s | MFU |\n|---|---|---|---|---|---|")
     results = {}
     for name, method, epoch, cache in configs:
         r = bench(name, method, epoch, protocol, data, device, args.steps, cache, args.bf16)
