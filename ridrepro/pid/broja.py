@@ -338,7 +338,7 @@ def _solve_batch(P, tol=1e-11, max_iter=100):
         return lower, upper, np.ascontiguousarray(Q.transpose(0, 2, 1, 3)), iters
     bt = _Batch(P)
     B = P.shape[0]
-    blk, blkf, K = bt.blk, bt.blkf, bt.K
+    blk = bt.blk
     # Start where softmax reproduces the conditionally independent coupling
     # Q0 = P(t,y) P(s,y) / P(y), shifted so that every slack is >= START_SLACK; m = Q0's block
     # masses. (A slack of 1, as first written, starts complementarity ~10x higher: 2 more iterations.)
@@ -352,10 +352,10 @@ def _solve_batch(P, tol=1e-11, max_iter=100):
     s = np.where(blk, gmax[:, None, None] + START_SLACK - g, 1.0)
     m = np.where(blk, np.exp(g), 0.0)
 
-    def merit(x, s, nu):
-        return -(x * bt.b).sum(1) - nu * np.log(s).sum((1, 2))  # log s = 0 on empty blocks
+    def merit(x, s, nu, b):
+        return -(x * b).sum(1) - nu * np.log(s).sum((1, 2))  # log s = 0 on empty blocks
 
-    active = np.ones(B, bool)
+    work = np.arange(B)  # the members still iterating, as indices into P
     lower, upper = np.full(B, -np.inf), np.full(B, np.inf)
     Q = P.copy()
     iters = np.zeros(B, int)
@@ -367,24 +367,32 @@ def _solve_batch(P, tol=1e-11, max_iter=100):
         q = m[..., None] * p
         r_d = bt.residual(q)
         ms_ = m * s
-        nu = ms_.sum((1, 2)) / K
+        nu = ms_.sum((1, 2)) / bt.K
         res = np.abs(r_d).max(1)
         # Certify once the barrier gap K nu is near tol; keep each member's best bracket, and stop a
         # member when it is within tol or has stopped improving (slacks at round-off).
-        check = active & ((K * nu < 10 * tol) | (it >= 25) & (it % 4 == 0) | (it == max_iter - 1))
+        check = (bt.K * nu < 10 * tol) | (it >= 25) & (it % 4 == 0) | (it == max_iter - 1)
         if check.any():
-            idx = np.flatnonzero(check)
-            sub = _Batch(P[idx]) if len(idx) < B else bt
-            lo, up, Qc = _bounds(sub, x[idx], q[idx])
+            ic = np.flatnonzero(check)
+            idx = work[ic]
+            lo, up, Qc = _bounds(_Batch(P[idx]) if len(ic) < len(work) else bt, x[ic], q[ic])
             better = up - lo < upper[idx] - lower[idx]
             stale[idx] = np.where(up - lo < 0.5 * (upper[idx] - lower[idx]), 0, stale[idx] + 1)
             lower[idx] = np.where(better, lo, lower[idx])
             upper[idx] = np.where(better, up, upper[idx])
             Q[idx] = np.where(better[:, None, None, None], Qc, Q[idx])
             iters[idx] = np.where(better, it, iters[idx])
-            active[idx[(upper[idx] - lower[idx] <= tol) | (stale[idx] >= 6)]] = False
-        if not active.any():
-            break
+            done = np.zeros(len(work), bool)
+            done[ic] = (upper[idx] - lower[idx] <= tol) | (stale[idx] >= 6)
+            if done.all():
+                break
+            if done.any():  # finished members leave the batch: the rest iterate without them
+                keep = ~done
+                work = work[keep]
+                x, s, m, p, q, r_d, ms_, nu, res, target_prev, n_full, alpha = (
+                    v[keep] for v in (x, s, m, p, q, r_d, ms_, nu, res, target_prev, n_full, alpha))
+                bt = _Batch(P[work])
+        blk, K = bt.blk, bt.K
         # Levenberg-Marquardt damping that vanishes along the path: a coordinate lam(t,y) with tiny
         # P(t,y) has curvature ~P(t,y) but feels the centring pull ~target p / s of nearly empty
         # blocks, and an undamped step throws it where p underflows and its gradient vanishes.
@@ -408,7 +416,7 @@ def _solve_batch(P, tol=1e-11, max_iter=100):
         # whose slack is far below nu m blocks every direction that also pushes the residual down.
         floor = np.where(alpha < ALPHA_SHORT, 1.0, np.maximum(SIGMA_MIN ** (1 + n_full), SIGMA_FAST))
         target = np.maximum(np.maximum(sigma, floor) * nu, KAPPA * res)
-        tb = target[:, None, None] * blkf
+        tb = target[:, None, None] * bt.blkf
         target_prev = target
         # Second-order correction: g is convex, so along a direction the slack -g of a block falls
         # below its linearisation by half the variance under p of the block's direction; the
@@ -420,43 +428,42 @@ def _solve_batch(P, tol=1e-11, max_iter=100):
         dx, ds, dm = direction(ms_ + ds_a * dm_a - tb - m * curv)
         slope = -(dx * bt.b).sum(1) - (tb / s * ds).sum((1, 2))  # d merit / d alpha at 0: J dx only
         ds = ds - curv
-        bad = active & (slope >= 0)
+        bad = slope >= 0
         if bad.any():  # the corrector term can spoil descent; the plain centred step cannot
             dx2, ds2, dm2 = direction(ms_ - tb)
             dx = np.where(bad[:, None], dx2, dx)
             ds, dm = np.where(bad[:, None, None], ds2, ds), np.where(bad[:, None, None], dm2, dm)
             slope = -(dx * bt.b).sum(1) - (tb / s * ds).sum((1, 2))
         tau = np.clip(1.0 - nu, 0.99, 1.0 - 1e-8)
-        alpha = np.where(active, _max_step(s, ds, tau), 0.0)
+        alpha = _max_step(s, ds, tau)
         # A step cut by the fraction to the boundary (alpha < 1) practically never passes its first
         # trial: g is convex, so the blocking slack ends at or below the (1 - tau) s that its
         # linearisation reaches (equal only where g is linear along dx). So the first trial is
         # BOUNDARY_CUT of it; with the second-order correction that usually passes.
         alpha = np.where(alpha < 1.0, BOUNDARY_CUT * alpha, alpha)
-        phi0 = merit(x, s, target)
+        phi0 = merit(x, s, target, bt.b)
         s_floor = (1.0 - tau)[:, None, None] * s
         descent, phi_tol = np.minimum(slope, 0.0), 1e-15 * (np.abs(phi0) + K * target)
-        todo = active.copy()
+        todo = np.ones(len(work), bool)
         for _ in range(40):
             x_t = x + alpha[:, None] * dx
             g_t, p_t = bt.softmax(x_t)
             s_t = np.where(blk, -g_t, 1.0)
             ok = np.all(s_t >= s_floor, (1, 2))
             with np.errstate(invalid="ignore"):
-                phi = merit(x_t, np.where(ok[:, None, None], s_t, 1.0), target)
+                phi = merit(x_t, np.where(ok[:, None, None], s_t, 1.0), target, bt.b)
             ok &= phi <= phi0 + 1e-4 * alpha * descent + phi_tol
             todo &= ~ok
             if not todo.any():
                 break
             alpha = np.where(todo, 0.5 * alpha, alpha)
-        upd = active & ~todo
-        if upd.all():
-            x, s, p = x_t, s_t, p_t
+        if todo.any():  # members whose line search failed keep x
+            x = np.where(todo[:, None], x, x_t)
+            s = np.where(todo[:, None, None], s, s_t)
+            p = np.where(todo[:, None, None, None], p, p_t)
         else:
-            x = np.where(upd[:, None], x_t, x)
-            s = np.where(upd[:, None, None], s_t, s)
-            p = np.where(upd[:, None, None, None], p_t, p)
-        a_m = np.where(active, _max_step(m, dm, tau), 0.0)
+            x, s, p = x_t, s_t, p_t
+        a_m = _max_step(m, dm, tau)
         n_full = np.where((alpha == 1.0) & (a_m == 1.0), n_full + 1, 0)
         m = m + a_m[:, None, None] * dm
         # Keep each m within a wide band around its central-path value target / s.
