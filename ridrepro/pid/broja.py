@@ -89,8 +89,10 @@ def _newton_factor(q, p, c, free_t, free_s, damping):
     ((nt + ns) ny)^3 / 3 and no work on zero blocks (the caller puts the larger alphabet on t).
     Pinned variables (free_* == 0) get identity rows: off the support their rows are already zero
     (p = 0 there), and the gauge-pinned mu(s, y) are cut out of C and D. If round-off late in the
-    path makes a factorisation fail, H gets a small ridge relative to its largest diagonal entry:
-    each step is only a search direction, the certificate is computed apart.
+    path makes a factorisation fail, each diagonal entry of H is raised by a small multiple of
+    itself: each step is only a search direction, the certificate is computed apart. (A ridge
+    relative to the largest diagonal entry, a near-active block's barrier term of ~1e11 there,
+    swamps the curvature of the marginals and stalls them: a peaked 8x3x6 table ended at 1.4e-9.)
     Returns (Linv, W, [factor of S per member]), with A = L L^T per t, Linv = L^-1, W = Linv C."""
     B, nt, ns, ny = q.shape
     iy = np.arange(ny)
@@ -103,13 +105,13 @@ def _newton_factor(q, p, c, free_t, free_s, damping):
     D[..., iy, iy] += 1.0 - free_s
     C = C.reshape(B, nt, ny, ns * ny)
     C *= free_s.reshape(B, 1, 1, ns * ny)
-    try:
-        return _eliminate(A, C, D, damping)
-    except np.linalg.LinAlgError:
-        scale = np.maximum(A[..., iy, iy].max((1, 2)), D[..., iy, iy].max((1, 2)))
-    for k in range(-14, -4):
+    for ridge in [0.0] + [10.0**k for k in range(-14, -4)]:
         try:
-            return _eliminate(A, C, D, damping + 10.0**k * scale)
+            if ridge:
+                A, D = A.copy(), D.copy()
+                A[..., iy, iy] *= 1.0 + ridge
+                D[..., iy, iy] *= 1.0 + ridge
+            return _eliminate(A, C, D, damping)
         except np.linalg.LinAlgError:
             pass
     raise np.linalg.LinAlgError("Newton matrix is not positive definite")
