@@ -14,7 +14,6 @@ from pathlib import Path
 import torch
 
 from ridrepro.protocols import PROTOCOLS, get_protocol
-from ridrepro.results import accuracy_summary
 from ridrepro.runs import TEACHER_KINDS, Options, distil, ensure_teacher, student_dir, teacher_dir
 
 METHODS = ("bas", "vid", "rid", "ted")
@@ -185,6 +184,9 @@ def cmd_grid(args):
 # ----------------------------------------------------------------------------- summary
 
 def cmd_summary(args):
+    # pandas is imported here, not at the top: training runs on bare GPU nodes that lack it.
+    from ridrepro.results import accuracy_summary
+
     table = accuracy_summary(args.runs, args.protocol)
     cols = [f"{c}{suffix}" for c in ("final", "best", "last10") for suffix in ("", "_std")]
     if args.format == "json":
