@@ -6,8 +6,10 @@ Layout (root defaults to ./runs):
     <root>/<protocol>/<vid|rid|ted>-<tt|ut>-s<seed>/
 (a teacher seed other than 0 is appended to the teacher label: rid-tt3-s0 uses teacher-tt-s3).
 Each folder holds config.json (identity + environment), metrics.jsonl, pid.jsonl, checkpoint.pt (written
-atomically after every epoch) and, once complete, finished.json. A finished run is never recomputed; a
-folder whose config identity differs from the requested one is an error, never overwritten.
+atomically after every epoch) and, once complete, finished.json and its weights (student.pt or teacher.pt).
+A finished run is never recomputed; a folder whose config identity differs from the requested one is an
+error, never overwritten. A run resumed in another environment (CPU kernel path, threads, device) is allowed
+and recorded in config.json under "resumed_in".
 """
 
 import hashlib
@@ -80,12 +82,30 @@ def git_commit():
         return None
 
 
+# Environment variables that select the CPU kernels of torch (ATen), oneDNN and MKL. Float results depend on
+# them as much as on the thread count: AVX2 and AVX512 kernels round differently.
+KERNEL_VARS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+# What must be equal for a resumed run to be bit-identical to an uninterrupted one.
+BIT_IDENTITY_KEYS = ("device", "device_name", "cpu_capability", "kernel_env", "threads", "torch")
+
+
 def environment(device):
     return {"ridrepro": __version__, "git_commit": git_commit(), "torch": torch.__version__,
             "python": platform.python_version(), "device": str(device),
             "device_name": torch.cuda.get_device_name(device) if torch.device(device).type == "cuda"
             else platform.processor() or platform.machine(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "kernel_env": {k: os.environ[k] for k in KERNEL_VARS if k in os.environ},
             "threads": torch.get_num_threads(), "host": platform.node()}
+
+
+def kernel_hint(env):
+    """How to select the CPU kernels an environment() record ran with, e.g. 'ATEN_CPU_CAPABILITY=avx2'."""
+    cap = env.get("cpu_capability")
+    if cap is None:
+        return "unknown (the run predates the record of its CPU kernels)"
+    settings = {"ATEN_CPU_CAPABILITY": cap.lower(), **env.get("kernel_env", {})}
+    return " ".join(f"{k}={v}" for k, v in settings.items())
 
 
 class RunDir:
@@ -107,10 +127,16 @@ class RunDir:
                 diff = sorted(_diff_keys(old.get("identity", {}), self.identity))
                 raise ValueError(f"{self.path} holds a different run (differs in: {', '.join(diff)}); "
                                  "choose another --runs folder or delete that folder yourself")
-            if old.get("environment", {}).get("threads") != self.env["threads"]:
-                print(f"note: {self.path} was started with {old['environment'].get('threads')} threads, now "
-                      f"{self.env['threads']}: the result will not be bit-identical to an uninterrupted run",
-                      file=sys.stderr)
+            first = old.get("environment", {})
+            changed = [k for k in BIT_IDENTITY_KEYS if first.get(k) != self.env.get(k)]
+            if changed and not self.finished:
+                print(f"note: {self.path} resumes with a different " + ", ".join(
+                    f"{k} ({first.get(k)} -> {self.env.get(k)})" for k in changed)
+                    + ": the result will not be bit-identical to an uninterrupted run", file=sys.stderr)
+                # Recorded, so that a reader of the run can tell it was continued elsewhere.
+                old.setdefault("resumed_in", []).append({**self.env, "changed": changed,
+                                                         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+                atomic_json(old, cfg)
         else:
             atomic_json({"identity": self.identity, "environment": self.env,
                          "data_provenance": self.provenance}, cfg)
@@ -276,22 +302,31 @@ def ensure_teacher(protocol, ds, kind, seed, opts):
 
 
 def _rebuild_teacher_weights(protocol, ds, kind, seed, opts, path):
-    """Committed results carry no weights. Training is bit-identical on the CPU at a fixed thread count, so a
-    finished teacher's weights are rebuilt in a scratch folder and kept only if their sha256 matches."""
+    """The fallback when a finished teacher's weights are missing (committed grids carry them). Training is
+    bit-identical on the same CPU kernel path and thread count, so the weights are rebuilt in a scratch folder
+    and kept only if their sha256 matches."""
     want = json.loads((path / "teacher.json").read_text())["sha256"]
     scratch = path.parent / f".rebuild-{path.name}"
     shutil.rmtree(scratch, ignore_errors=True)
-    opts.log(f"{path}: teacher.pt is missing (weights are not committed); rebuilding it to match teacher.json")
+    opts.log(f"{path}: teacher.pt is missing; rebuilding it to match teacher.json")
     sub = Options(scratch, opts.device, opts.teacher_cache, opts.bf16, opts.progress, opts.log)
     _, info = ensure_teacher(protocol, ds, kind, seed, sub)
     rebuilt = teacher_dir(scratch, protocol.name, kind, seed)
     if info["sha256"] != want:
         env = json.loads((path / "config.json").read_text()).get("environment", {})
+        here = environment(opts.device)
+        differ = [k for k in BIT_IDENTITY_KEYS if env.get(k) != here.get(k)]
+        cause = (f"the likely cause: this process differs from the original in {', '.join(differ)} "
+                 f"(float results depend on the CPU's kernel path and thread count, not only on the code)"
+                 if differ else "the original environment matches this one, so the code or data changed")
         raise ValueError(
             f"rebuilt teacher {path.name} has sha256 {info['sha256'][:12]}..., teacher.json says {want[:12]}...; "
-            f"the original ran on {env.get('device')} with {env.get('threads')} threads and torch {env.get('torch')}, "
-            f"this process has {torch.get_num_threads()} threads and torch {torch.__version__} "
-            f"(the rebuild is kept in {rebuilt} for inspection)")
+            f"the original ran on {env.get('device')} ({env.get('device_name')}) with kernels "
+            f"{env.get('cpu_capability')}, {env.get('threads')} threads and torch {env.get('torch')}; this process "
+            f"has kernels {here['cpu_capability']}, {here['threads']} threads and torch {here['torch']}. {cause}. "
+            f"Fix: put the grid's committed {path / 'teacher.pt'} back (grids under results/ are committed with "
+            f"their weights), or rebuild with the original kernels and threads ({kernel_hint(env)} and --threads "
+            f"{env.get('threads')}, where this CPU has them). The rebuild is kept in {rebuilt} for inspection")
     os.replace(rebuilt / "teacher.pt", path / "teacher.pt")
     shutil.rmtree(scratch)
 
@@ -315,6 +350,9 @@ def distil(protocol, ds, method, seed, teacher=None, teacher_seed=0, opts=None):
     if spec.init_from:  # paper-text TED fine-tunes the finished BAS student of the same seed
         distil(protocol, ds, spec.init_from, seed, opts=opts)
         init = student_dir(opts.root, protocol.name, spec.init_from, seed)
+        if not (init / "student.pt").exists():
+            raise FileNotFoundError(f"{init} is finished but its student.pt is missing, and {method} starts from it; "
+                                    "put the committed weights back, or delete that folder to retrain it")
     ds = protocol_data(protocol, ds)
     extra = {"teacher": teacher, "teacher_seed": teacher_seed,
              "teacher_sha256": {k: info["sha256"] for k, (_, info) in teachers.items()}}

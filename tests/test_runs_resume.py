@@ -30,8 +30,9 @@ SCRIPT = textwrap.dedent(f"""
 TIMING = ("seconds", "train_seconds", "images_per_s")
 
 
-def run_script(root, kill_after=None):
-    proc = subprocess.Popen([sys.executable, "-c", SCRIPT, str(root)], env=dict(os.environ, OMP_NUM_THREADS="1"))
+def run_script(root, kill_after=None, env=None):
+    proc = subprocess.Popen([sys.executable, "-c", SCRIPT, str(root)],
+                            env=dict(os.environ, OMP_NUM_THREADS="1", **(env or {})))
     if kill_after is None:
         assert proc.wait(timeout=300) == 0
         return
@@ -151,3 +152,69 @@ def test_missing_teacher_weights_are_rebuilt_and_checked(finished):
     (ut / "teacher.pt").unlink()
     with pytest.raises(ValueError, match="rebuilt teacher teacher-ut-s0 has sha256.*teacher.json says 000000000000"):
         ensure_teacher(protocol, synthetic_cifar(20, 10), "ut", 0, opts)
+
+
+def other_kernel_path():
+    """A CPU kernel path other than the one torch picks here, or None where torch already runs the baseline."""
+    native = torch.backends.cpu.get_cpu_capability()
+    return None if native == "DEFAULT" else native
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(other_kernel_path() is None, reason="torch runs its baseline kernels here: no second path")
+def test_a_run_started_under_one_kernel_path_resumes_under_another(tmp_path):
+    # ATEN_CPU_CAPABILITY=default selects torch's baseline kernels, whose floats differ from AVX2/AVX512 ones:
+    # the situation of a grid continued on another machine.
+    run_script(tmp_path, kill_after=3, env={"ATEN_CPU_CAPABILITY": "default"})
+    run_script(tmp_path)  # this machine's own kernels
+    folder = tmp_path / "smoke" / "rid-ut-s0"
+    assert (folder / "finished.json").exists()
+    assert [m["epoch"] for m in metrics(tmp_path)] == list(range(1, EPOCHS + 1))
+    config = json.loads((folder / "config.json").read_text())
+    assert config["environment"]["cpu_capability"] == "DEFAULT"
+    assert config["environment"]["kernel_env"] == {"ATEN_CPU_CAPABILITY": "default"}
+    [resumed] = config["resumed_in"]
+    assert resumed["cpu_capability"] == other_kernel_path()
+    assert {"cpu_capability", "kernel_env"} <= set(resumed["changed"])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(other_kernel_path() is None, reason="torch runs its baseline kernels here: no second path")
+def test_a_grid_continues_on_another_kernel_path_from_its_committed_teacher(tmp_path):
+    grid = [sys.executable, "-m", "ridrepro", "grid", "--protocol", "smoke", "--synthetic", "--seeds", "0",
+            "--methods", "bas", "--runs", str(tmp_path), "--threads", "1"]
+    first = subprocess.run(grid, capture_output=True, text=True, timeout=600,
+                           env=dict(os.environ, ATEN_CPU_CAPABILITY="default", CI="1"))
+    assert first.returncode == 0, first.stdout + first.stderr
+    teacher = tmp_path / "smoke" / "teacher-tt-s0"
+    for leftover in tmp_path.rglob("checkpoint.pt"):  # what a commit of the grid leaves out
+        leftover.unlink()
+    stamp = (teacher / "teacher.pt").stat().st_mtime_ns
+    cell = [sys.executable, "-m", "ridrepro", "distil", "--protocol", "smoke", "--synthetic", "--method", "vid",
+            "--teacher", "tt", "--runs", str(tmp_path), "--threads", "1", "--quiet"]
+    out = subprocess.run(cell, capture_output=True, text=True, timeout=600, env=dict(os.environ, CI="1"))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "rebuilding" not in out.stdout + out.stderr  # the committed weights were used, after their sha256 check
+    assert (teacher / "teacher.pt").stat().st_mtime_ns == stamp
+    config = json.loads((tmp_path / "smoke" / "vid-tt-s0" / "config.json").read_text())
+    assert config["identity"]["teacher_sha256"]["tt"] == json.loads((teacher / "teacher.json").read_text())["sha256"]
+    assert config["environment"]["cpu_capability"] == other_kernel_path()
+    assert (tmp_path / "smoke" / "vid-tt-s0" / "finished.json").exists()
+
+
+def test_a_failed_rebuild_names_the_kernel_path_and_the_fix(finished):
+    protocol, opts, folder = finished
+    from ridrepro.runs import ensure_teacher, teacher_dir
+    ut = teacher_dir(opts.root, "smoke", "ut", 0)
+    info = json.loads((ut / "teacher.json").read_text())
+    (ut / "teacher.json").write_text(json.dumps({**info, "sha256": "0" * 64}))
+    config = json.loads((ut / "config.json").read_text())
+    config["environment"].update(cpu_capability="AVX2", kernel_env={})  # as if made on another machine
+    (ut / "config.json").write_text(json.dumps(config))
+    (ut / "teacher.pt").unlink()
+    with pytest.raises(ValueError) as err:
+        ensure_teacher(protocol, synthetic_cifar(20, 10), "ut", 0, opts)
+    message = str(err.value)
+    assert "differs from the original in cpu_capability" in message
+    assert "ATEN_CPU_CAPABILITY=avx2" in message and "--threads 1" in message
+    assert "committed" in message and str(ut / "teacher.pt") in message
