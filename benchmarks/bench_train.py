@@ -56,7 +56,7 @@ def step_flops(trainer, phase):
 def bench(name, method, phase_epoch, protocol, data, device, steps, cache, bf16):
     torch.manual_seed(0)
     teacher = None if method.kind == "bas" else build_model(protocol.teacher_arch)
-    d = build_distiller(method, build_model(protocol.student_arch), teacher)
+    d = build_distiller(method, build_model(protocol.student_arch), teacher, extras_init=protocol.extras_init)
     tr = Trainer(d, method, protocol, data, epochs=phase_epoch + 2, seed=0, device=device, augment=False,
                  teacher_cache=cache, bf16=bf16, log=lambda *a: None)
     tr.epoch = phase_epoch  # measure the phase this epoch belongs to

@@ -16,7 +16,7 @@ from torch.nn.utils import clip_grad_norm_
 
 from ridrepro.data import normalize, random_crop_flip
 from ridrepro.distill import BAS, RID, TED, VID
-from ridrepro.models import WideResNet
+from ridrepro.models import WideResNet, init_authors_
 
 
 # Bootstrap resamples behind every logged PID record's 95% intervals (about 1.5 s per record on one CPU
@@ -30,8 +30,22 @@ def build_model(arch):
     return WideResNet(depth, width, block=block)
 
 
-def build_distiller(method, student, teacher=None, num_classes=10):
-    """The method's Distiller; num_classes sizes the classification heads of RID's and TED's teacher filters."""
+def build_distiller(method, student, teacher=None, num_classes=10, extras_init="torch"):
+    """The method's Distiller; num_classes sizes the classification heads of RID's and TED's teacher filters.
+
+    extras_init (Protocol.extras_init): "authors" re-initialises the method's own modules (filters, heads,
+    regressors) as the authors' code does (divergence 9); "torch" keeps PyTorch's defaults.
+    """
+    if extras_init not in ("torch", "authors"):
+        raise ValueError(f"extras_init must be 'torch' or 'authors', got {extras_init!r}")
+    distiller = _distiller(method, student, teacher, num_classes)
+    if extras_init == "authors":
+        for module in distiller.extras():
+            init_authors_(module)
+    return distiller
+
+
+def _distiller(method, student, teacher, num_classes):
     kind = method.kind
     if kind in ("bas", "teacher"):
         return BAS(student)
@@ -259,6 +273,9 @@ class Trainer:
                 t_taps = [c[idx] for c in self.cache] if self.cache is not None else d.teacher_taps(x)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.bf16):
                 loss, terms, logits = d.loss(x, y, t_taps, phase)
+                for _ in range(self.method.bn_updates - 1):  # divergence 10: predict_step's second forward
+                    with torch.no_grad():
+                        d.student(x)
             d.zero_grad(set_to_none=True)
             loss.backward()
             for g in active:
@@ -303,7 +320,7 @@ class Trainer:
             start = time.perf_counter()
             res = representation_pid(self._teacher_test_taps[label].cpu(), s.cpu(), data.test_y.cpu(),
                                      preset=self.protocol.pid_preset, seed=self.pid_seed,
-                                     bootstrap=PID_BOOTSTRAP)
+                                     bootstrap=PID_BOOTSTRAP, **self.protocol.pid_overrides)
             records.append({"epoch": self.epoch, "teacher": label, "layer": layer, "n": len(data.test_y),
                             **res.to_dict(), "seconds": time.perf_counter() - start})
         return records

@@ -229,12 +229,12 @@ def load_teacher(path):
     return model.eval().requires_grad_(False), info
 
 
-def save_teacher(path, model, arch, seed, kind, test_acc, protocol):
+def save_teacher(path, model, arch, seed, kind, test_acc, protocol, init_seed):
     path = Path(path)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     atomic_torch_save({"arch": list(arch), "state_dict": state, "seed": seed, "kind": kind}, path / "teacher.pt")
-    info = {"kind": kind, "seed": seed, "arch": list(arch), "test_acc": test_acc, "protocol": protocol,
-            "sha256": file_sha256(path / "teacher.pt")}
+    info = {"kind": kind, "seed": seed, "init_seed": init_seed, "arch": list(arch), "test_acc": test_acc,
+            "protocol": protocol, "sha256": file_sha256(path / "teacher.pt")}
     atomic_json(info, path / "teacher.json")
     return info
 
@@ -281,8 +281,10 @@ def ensure_teacher(protocol, ds, kind, seed, opts):
     if kind == "ut":
         identity["epochs"] = 0
     run = RunDir(path, identity, environment(opts.device), ds.provenance).open()
+    # divergence 13: with an offset the ut teacher is a construction of its own, not the tt teacher's start
+    init_seed = seed + (protocol.ut_init_offset if kind == "ut" else 0)
     try:
-        torch.manual_seed(seed)
+        torch.manual_seed(init_seed)
         model = build_model(protocol.teacher_arch)
         data = to_device(ds, opts.device)
         if kind == "tt":
@@ -293,7 +295,7 @@ def ensure_teacher(protocol, ds, kind, seed, opts):
             _fit(run, trainer, protocol, opts, f"teacher-{kind}-s{seed}", pid=False)
             model = trainer.distiller.student
         acc, _, _ = evaluate(model.to(opts.device), data.test_x, data.test_y, protocol.norm, protocol.eval_batch_size)
-        info = save_teacher(path, model, protocol.teacher_arch, seed, kind, acc, protocol.name)
+        info = save_teacher(path, model, protocol.teacher_arch, seed, kind, acc, protocol.name, init_seed)
         run.finish({"test_acc": acc, "sha256": info["sha256"]})
         opts.log(f"teacher {kind} seed {seed}: test accuracy {acc:.4f}, sha256 {info['sha256'][:12]}")
     finally:
@@ -366,7 +368,8 @@ def distil(protocol, ds, method, seed, teacher=None, teacher_seed=0, opts=None):
         if init is not None:
             student.load_state_dict(torch.load(init / "student.pt", weights_only=True, map_location="cpu"))
         t_model = teachers[teacher][0] if teacher else None
-        trainer = Trainer(build_distiller(spec, student, t_model), spec, protocol, to_device(ds, opts.device),
+        distiller = build_distiller(spec, student, t_model, extras_init=protocol.extras_init)
+        trainer = Trainer(distiller, spec, protocol, to_device(ds, opts.device),
                           epochs=protocol.epochs_of(method), seed=seed, device=opts.device, augment=protocol.augment,
                           teacher_cache=opts.teacher_cache, bf16=opts.bf16,
                           pid_teachers={k: m for k, (m, _) in teachers.items()}, pid_seed=seed, log=opts.log)

@@ -164,6 +164,10 @@ def toy_protocol(epochs=24, q=8, batch_size=64):
     for VID and RID only (divergence 5). RID: cpu-preview's cycle of q = 8 epochs with r = 1/4 (two
     filter epochs, six student epochs), the first cycle's filter epochs without the distillation term,
     epochs // q cycles.
+
+    The authors' framework side effects (divergences 9-11: kaiming init of the method's own modules, two
+    batch-norm updates per step, the student's forward in RID's warm-up) are not part of the methods and
+    are left out: PyTorch's default init, one update per step, no warm-up forward.
     """
     if epochs % q:
         raise ValueError(f"epochs ({epochs}) must be a whole number of RID cycles of {q}")
@@ -176,6 +180,6 @@ def toy_protocol(epochs=24, q=8, batch_size=64):
     }
     return replace(PAPER_CODE, name="toy", teacher_arch=None, student_arch=None, epochs=epochs, methods=methods,
                    batch_size=batch_size, eval_batch_size=1000, train_per_class=None, test_per_class=None,
-                   pid_epochs=tuple(range(0, epochs + 1, 2)), pid_layer=0,
+                   pid_epochs=tuple(range(0, epochs + 1, 2)), pid_layer=0, extras_init="torch",
                    notes="ridrepro.toy: paper-code's method settings on a 3x8x8 synthetic task.")
 

@@ -32,6 +32,10 @@ class Distiller(nn.Module):
             self.teacher.eval()
         return self
 
+    def extras(self):
+        """The method's own modules: everything but the student and the teacher."""
+        return [m for name, m in self.named_children() if name not in ("student", "teacher")]
+
     # --- what the engine asks -------------------------------------------------------------------
     def param_groups(self):
         return {"student": list(self.student.parameters())}

@@ -8,12 +8,15 @@ per-channel weight sigma_c = softplus(alpha_c) + 1e-3. V = f_t(T_k) - f_s(S_k). 
   student phase (eq. 13), the student, f_s and sigma step:
       lambda1 CE(Y, student(x)) + lambda2 sum_k mean_{b,c,h,w}( sigma_c^2 + V^2 / sigma_c )
 
-The paper writes sums over c,h,w and ||sigma||^2; the code takes means, which the lambdas assume.
+The paper writes sums over c,h,w and ||sigma||^2; the code takes means, which its lambdas assume.
+`reduction` picks one: "mean" (the code; paper-code) or "sum" (eqs. 11 and 13 as written; paper-text).
 
 Epoch schedule (protocol data): `warmup` epochs of CE-only filter training, then `cycles` cycles of q
 epochs whose first r*q epochs are the filter phase. The authors' code has no separate warm-up: the
 distillation term joins the filter loss only from cycle `filter_distil_from_cycle` on (1 in the code,
-so the first cycle's filter epochs are the warm-up; 0 for the paper's Algorithm 1).
+so the first cycle's filter epochs are the warm-up; 0 for the paper's Algorithm 1). In the code the
+student still runs forward in train mode in those epochs, its output weighted 0, so its batch-norm
+statistics move (`student_forward_in_warmup`, divergence 11).
 """
 
 import torch
@@ -38,23 +41,31 @@ def head(cs, size, num_classes=10):
     return nn.Sequential(nn.Flatten(), nn.ReLU(), nn.Linear(cs * size * size, num_classes))
 
 
-def rid_filter_term(ft, fs, sigma):
-    """Eq. 11's distillation term for one layer: mean(V^2 / sigma_c)."""
-    return torch.mean((fs - ft) ** 2 / sigma)
+def rid_filter_term(ft, fs, sigma, reduction="mean"):
+    """Eq. 11's distillation term for one layer: mean_{b,c,h,w}(V^2 / sigma_c), or as written
+    ("sum"): sum_{c,h,w} E_b[V^2 / sigma_c]."""
+    e = (fs - ft) ** 2 / sigma
+    return e.mean() if reduction == "mean" else e.sum() / len(e)
 
 
-def rid_student_term(ft, fs, sigma):
-    """Eq. 13's distillation term for one layer: mean(sigma_c^2 + V^2 / sigma_c)."""
-    return torch.mean(sigma ** 2 + (fs - ft) ** 2 / sigma)
+def rid_student_term(ft, fs, sigma, reduction="mean"):
+    """Eq. 13's distillation term for one layer: mean_{b,c,h,w}(sigma_c^2 + V^2 / sigma_c), or as
+    written ("sum"): ||sigma||^2 + sum_{c,h,w} E_b[V^2 / sigma_c]."""
+    if reduction == "mean":
+        return torch.mean(sigma ** 2 + (fs - ft) ** 2 / sigma)
+    return (sigma ** 2).sum() + rid_filter_term(ft, fs, sigma, "sum")
 
 
 class RID(Distiller):
     def __init__(self, student, teacher, lam1=1.0, lam2=10.0, warmup=0, cycles=10, q=30, r=0.25,
-                 filter_distil_from_cycle=1, num_classes=10):
+                 filter_distil_from_cycle=1, student_forward_in_warmup=False, reduction="mean", num_classes=10):
         super().__init__(student, teacher)
         if cycles < 1 or q < 1 or not 0 < r < 1:
             raise ValueError(f"RID needs cycles >= 1, q >= 1 and 0 < r < 1, got {cycles}, {q}, {r}")
+        if reduction not in ("mean", "sum"):
+            raise ValueError(f"RID reduction must be 'mean' or 'sum', got {reduction!r}")
         self.lam1, self.lam2 = lam1, lam2
+        self.student_forward_in_warmup, self.reduction = student_forward_in_warmup, reduction
         self.warmup, self.cycles, self.q, self.r = warmup, cycles, q, r
         self.filter_distil_from_cycle = filter_distil_from_cycle
         # Any teacher/student pair with matching tap sizes works: each exposes .channels and .spatial per tap.
@@ -93,13 +104,15 @@ class RID(Distiller):
         ft = [f(t) for f, t in zip(self.f_t, t_taps)]
         ce_loss = sum(ce(g(f), y) for g, f in zip(self.g_t, ft))
         terms = {"filter_ce": ce_loss.detach()}
-        if phase == "warmup":  # the student is not needed: its output would be multiplied by 0
+        if phase == "warmup" and not self.student_forward_in_warmup:  # its output would be multiplied by 0
             return ce_loss, terms, None
         with torch.no_grad():  # only f_t, g_t learn in this phase; the student still runs in train mode
             logits, s_taps = self.student(x, taps=True)
             fs = [f(s) for f, s in zip(self.f_s, s_taps)]
             sig = self.sigmas()
-        distil = sum(rid_filter_term(a, b, s) for a, b, s in zip(ft, fs, sig))
+        if phase == "warmup":  # divergence 11: the forward ran for its batch-norm side effect alone
+            return ce_loss, terms, logits
+        distil = sum(rid_filter_term(a, b, s, self.reduction) for a, b, s in zip(ft, fs, sig))
         terms["filter_distil"] = distil.detach()
         return ce_loss + distil, terms, logits
 
@@ -109,6 +122,6 @@ class RID(Distiller):
         logits, s_taps = self.student(x, taps=True)
         fs = [f(s) for f, s in zip(self.f_s, s_taps)]
         ce_loss = ce(logits, y)
-        distil = sum(rid_student_term(a, b, s) for a, b, s in zip(ft, fs, self.sigmas()))
+        distil = sum(rid_student_term(a, b, s, self.reduction) for a, b, s in zip(ft, fs, self.sigmas()))
         loss = self.lam1 * ce_loss + self.lam2 * distil
         return loss, {"ce": ce_loss.detach(), "rid": distil.detach()}, logits
