@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch.nn.utils import clip_grad_norm_
 
-from ridrepro.data import normalize, random_crop_flip
+from ridrepro.data import norm_tensors, normalize, random_crop_flip
 from ridrepro.distill import BAS, RID, TED, VID
 from ridrepro.models import WideResNet
 
@@ -127,6 +127,7 @@ def tap_features(model, x_uint8, norm, batch_size, layers=(0, 1, 2)):
     """Taps of a model in eval mode over a whole split, float32, on the split's device."""
     was_training = model.training
     model.eval()
+    norm = norm_tensors(norm, x_uint8.device)
     out = [[] for _ in layers]
     for i in range(0, len(x_uint8), batch_size):
         taps = model(prepare(x_uint8[i:i + batch_size], norm), taps=True)[1]
@@ -141,6 +142,7 @@ def evaluate(model, x_uint8, y, norm, batch_size, tap_layer=None):
     """Accuracy and mean CE of `model` in eval mode; with tap_layer also that layer's outputs."""
     was_training = model.training
     model.eval()
+    norm = norm_tensors(norm, x_uint8.device)
     correct, loss, taps = 0, 0.0, []
     for i in range(0, len(x_uint8), batch_size):
         logits, t = model(prepare(x_uint8[i:i + batch_size], norm), taps=True)
@@ -195,7 +197,7 @@ class Trainer:
         self.distiller = distiller.to(self.device, memory_format=torch.channels_last)
         self.method, self.protocol, self.data = method, protocol, data
         self.epochs, self.augment, self.shuffle, self.bf16 = epochs, augment, shuffle, bf16
-        self.norm = protocol.norm
+        self.norm = norm_tensors(protocol.norm, self.device)
         self.opts, self.scheds = build_optimisers(distiller, method)
         self.groups = distiller.param_groups()
         self.gen = torch.Generator().manual_seed(seed)  # shuffling and augmentation; saved in checkpoints
