@@ -200,8 +200,12 @@ class Trainer:
         self.norm = norm_tensors(protocol.norm, self.device)
         self.opts, self.scheds = build_optimisers(distiller, method)
         self.groups = distiller.param_groups()
-        self.gen = torch.Generator().manual_seed(seed)  # shuffling and augmentation; saved in checkpoints
-        self.fixed_order = torch.randperm(len(data.train_y), generator=torch.Generator().manual_seed(seed))
+        # Shuffling and augmentation draw on the device, so a step copies no random numbers to it. A CPU
+        # device's generator is the plain CPU generator, drawn in the same order as before: CPU runs repeat.
+        self.seed = seed
+        self.gen = torch.Generator(self.device).manual_seed(seed)  # saved in checkpoints
+        self.fixed_order = torch.randperm(len(data.train_y),
+                                          generator=torch.Generator().manual_seed(seed)).to(self.device)
         self.epoch = 0
         self.log = log
         self.pid_teachers = pid_teachers or {}
@@ -224,7 +228,8 @@ class Trainer:
         return {"epoch": self.epoch, "distiller": self.distiller.state_dict(),
                 "opts": {k: o.state_dict() for k, o in self.opts.items()},
                 "scheds": {k: s.state_dict() for k, s in self.scheds.items()},
-                "rng": {"gen": self.gen.get_state(), "torch": torch.get_rng_state(),
+                "rng": {"gen": self.gen.get_state(), "gen_device": self.gen.device.type,
+                        "torch": torch.get_rng_state(),
                         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}}
 
     def load_state_dict(self, state):
@@ -234,7 +239,12 @@ class Trainer:
             o.load_state_dict(state["opts"][k])
         for k, s in self.scheds.items():
             s.load_state_dict(state["scheds"][k])
-        self.gen.set_state(state["rng"]["gen"])
+        if state["rng"].get("gen_device", "cpu") == self.gen.device.type:  # get_state() is a CPU tensor either way
+            self.gen.set_state(state["rng"]["gen"])
+        else:
+            # Resumed on another device type (--allow-environment-change): a CPU generator's state does not fit
+            # a CUDA one. Not exercised by the CPU-only tests; the run is recorded as changed, not bit-identical.
+            self.gen.manual_seed(self.seed + 1_000_003 * self.epoch)
         torch.set_rng_state(state["rng"]["torch"])
         if state["rng"]["cuda"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
@@ -248,8 +258,8 @@ class Trainer:
         lrs = {k: o.param_groups[0]["lr"] for k, o in self.opts.items()}
         d.train()
         n = len(data.train_y)
-        order = self.fixed_order if self.shuffle == "fixed" else torch.randperm(n, generator=self.gen)
-        order = order.to(self.device)
+        order = self.fixed_order if self.shuffle == "fixed" else torch.randperm(n, generator=self.gen,
+                                                                                device=self.device)
         sums, correct, seen, steps = {}, 0, 0, 0
         start = time.perf_counter()
         for i in range(0, n, bs):
