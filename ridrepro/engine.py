@@ -124,17 +124,31 @@ def prepare(x_uint8, norm, augment=False, generator=None):
 
 @torch.no_grad()
 def tap_features(model, x_uint8, norm, batch_size, layers=(0, 1, 2)):
-    """Taps of a model in eval mode over a whole split, float32, on the split's device."""
+    """Taps of a model in eval mode over a whole split, float32, on the split's device.
+
+    Each batch is copied into one preallocated tensor per tap, so the peak is the result plus one batch
+    (collecting the batches and concatenating them would hold the result twice).
+    """
     was_training = model.training
     model.eval()
     norm = norm_tensors(norm, x_uint8.device)
-    out = [[] for _ in layers]
-    for i in range(0, len(x_uint8), batch_size):
+    n, out = len(x_uint8), None
+    for i in range(0, n, batch_size):
         taps = model(prepare(x_uint8[i:i + batch_size], norm), taps=True)[1]
+        if out is None:  # the first batch tells each tap's shape and memory layout
+            out = [_empty_like_rows(taps[layer], n) for layer in layers]
         for buf, layer in zip(out, layers):
-            buf.append(taps[layer].float())
+            buf[i:i + batch_size].copy_(taps[layer])
     model.train(was_training)
-    return [torch.cat(buf) for buf in out]
+    return out
+
+
+def _empty_like_rows(t, n):
+    """An uninitialised float32 tensor of n rows shaped and laid out like t's rows: the cache keeps the
+    layout of the live taps (channels_last), so the losses see the same strides either way."""
+    cl = t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last)
+    return torch.empty((n, *t.shape[1:]), dtype=torch.float32, device=t.device,
+                       memory_format=torch.channels_last if cl else torch.contiguous_format)
 
 
 @torch.no_grad()
@@ -162,8 +176,14 @@ def available_bytes(device):
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
-def cache_decision(distiller, augment, mode, n_images, device, share=0.5):
-    """Whether to cache the teacher's taps: (bool, reason). mode: auto | on | off."""
+def cache_decision(distiller, augment, mode, n_images, device, share=0.5, batch_size=0):
+    """Whether to cache the teacher's taps: (bool, reason). mode: auto | on | off.
+
+    In auto mode the peak of building the cache (the cache plus about one batch of batch_size images'
+    activations) must fit in `share` of the free memory. Free memory is read once, now: processes started
+    side by side (grid --jobs N) all read it at the same moment and cannot see each other's coming
+    allocations, so the grid gives each of them share / N.
+    """
     if mode not in ("auto", "on", "off"):
         raise ValueError(f"teacher cache mode must be auto, on or off, got {mode!r}")
     if not distiller.uses_teacher:
@@ -176,9 +196,13 @@ def cache_decision(distiller, augment, mode, n_images, device, share=0.5):
             raise ValueError("the teacher cache needs augmentation off and the teacher frozen in eval mode")
         return False, "augmentation is on: the teacher runs live"
     t = distiller.teacher
-    need = n_images * sum(c * s * s for c, s in zip(t.channels, t.spatial)) * 4
-    if mode == "auto" and need > share * available_bytes(device):
-        return False, f"cache needs {need / 2**30:.1f} GiB, more than {share:.0%} of free memory: teacher runs live"
+    per_image = sum(c * s * s for c, s in zip(t.channels, t.spatial)) * 4
+    need = n_images * per_image
+    # A batch's taps in the model's dtype plus the float copies; roughly a block's intermediates on top.
+    peak = need + 3 * min(batch_size, n_images) * per_image
+    if mode == "auto" and peak > share * available_bytes(device):
+        return False, (f"cache needs {peak / 2**30:.1f} GiB at its peak, more than {share:.0%} of free memory: "
+                       "teacher runs live")
     return True, f"cached {need / 2**30:.2f} GiB of teacher taps"
 
 
@@ -188,7 +212,7 @@ class Trainer:
     """Trains one distiller (or teacher) under one protocol; state can be saved and restored exactly."""
 
     def __init__(self, distiller, method, protocol, data, *, epochs, seed, device, augment, shuffle="epoch",
-                 teacher_cache="auto", bf16=False, pid_teachers=None, pid_seed=0, log=print):
+                 teacher_cache="auto", cache_share=0.5, bf16=False, pid_teachers=None, pid_seed=0, log=print):
         if bf16 and torch.device(device).type != "cuda":
             raise ValueError("bf16 autocast is only offered on CUDA")
         if shuffle not in ("epoch", "fixed"):
@@ -211,7 +235,8 @@ class Trainer:
         self.pid_teachers = pid_teachers or {}
         self.pid_seed = pid_seed
         self._teacher_test_taps = {}
-        use, why = cache_decision(distiller, augment, teacher_cache, len(data.train_y), self.device)
+        use, why = cache_decision(distiller, augment, teacher_cache, len(data.train_y), self.device,
+                                  share=cache_share, batch_size=protocol.eval_batch_size)
         self.cache_reason = why
         self.cache = None
         if use:

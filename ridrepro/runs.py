@@ -12,6 +12,7 @@ error, never overwritten. A run resumed in another environment (CPU kernel path,
 and recorded in config.json under "resumed_in".
 """
 
+import copy
 import hashlib
 import io
 import json
@@ -244,9 +245,11 @@ def save_teacher(path, model, arch, seed, kind, test_acc, protocol):
 class Options:
     """Execution options shared by every cell (not part of a run's identity)."""
 
-    def __init__(self, root="runs", device="cpu", teacher_cache="auto", bf16=False, progress=False, log=print):
+    def __init__(self, root="runs", device="cpu", teacher_cache="auto", bf16=False, progress=False, log=print,
+                 cache_share=0.5):
         self.root, self.device, self.teacher_cache = Path(root), torch.device(device), teacher_cache
         self.bf16, self.progress, self.log = bf16, progress, log
+        self.cache_share = cache_share  # of free memory the teacher cache may take (auto mode)
 
 
 def protocol_data(protocol, ds):
@@ -289,7 +292,8 @@ def ensure_teacher(protocol, ds, kind, seed, opts):
             trainer = Trainer(build_distiller(protocol.teacher, model), protocol.teacher, protocol, data,
                               epochs=protocol.epochs_of("teacher"), seed=seed, device=opts.device,
                               augment=protocol.teacher_augment, shuffle=protocol.teacher_shuffle,
-                              teacher_cache=opts.teacher_cache, bf16=opts.bf16, log=opts.log)
+                              teacher_cache=opts.teacher_cache, cache_share=opts.cache_share, bf16=opts.bf16,
+                              log=opts.log)
             _fit(run, trainer, protocol, opts, f"teacher-{kind}-s{seed}", pid=False)
             model = trainer.distiller.student
         acc, _, _ = evaluate(model.to(opts.device), data.test_x, data.test_y, protocol.norm, protocol.eval_batch_size)
@@ -309,7 +313,8 @@ def _rebuild_teacher_weights(protocol, ds, kind, seed, opts, path):
     scratch = path.parent / f".rebuild-{path.name}"
     shutil.rmtree(scratch, ignore_errors=True)
     opts.log(f"{path}: teacher.pt is missing; rebuilding it to match teacher.json")
-    sub = Options(scratch, opts.device, opts.teacher_cache, opts.bf16, opts.progress, opts.log)
+    sub = copy.copy(opts)
+    sub.root = scratch
     _, info = ensure_teacher(protocol, ds, kind, seed, sub)
     rebuilt = teacher_dir(scratch, protocol.name, kind, seed)
     if info["sha256"] != want:
@@ -368,7 +373,7 @@ def distil(protocol, ds, method, seed, teacher=None, teacher_seed=0, opts=None):
         t_model = teachers[teacher][0] if teacher else None
         trainer = Trainer(build_distiller(spec, student, t_model), spec, protocol, to_device(ds, opts.device),
                           epochs=protocol.epochs_of(method), seed=seed, device=opts.device, augment=protocol.augment,
-                          teacher_cache=opts.teacher_cache, bf16=opts.bf16,
+                          teacher_cache=opts.teacher_cache, cache_share=opts.cache_share, bf16=opts.bf16,
                           pid_teachers={k: m for k, (m, _) in teachers.items()}, pid_seed=seed, log=opts.log)
         summary = _fit(run, trainer, protocol, opts, path.name, pid=True)
         state = {k: v.detach().cpu().contiguous() for k, v in trainer.distiller.student.state_dict().items()}

@@ -7,8 +7,10 @@ import json
 import pytest
 import torch
 
-from ridrepro.data import CIFAR10
-from ridrepro.engine import Trainer, build_distiller, build_model, build_optimisers, schedule_table, to_device
+from ridrepro import engine
+from ridrepro.data import CIFAR10, norm_tensors
+from ridrepro.engine import (Trainer, build_distiller, build_model, build_optimisers, cache_decision, prepare,
+                             schedule_table, tap_features, to_device)
 from ridrepro.models import WideResNet
 from ridrepro.protocols import PROTOCOLS, SMOKE
 
@@ -125,6 +127,34 @@ def test_protocol_groups_must_match_the_method():
     spec = dataclasses.replace(SMOKE.method("rid"), optim={"student": SMOKE.method("bas").optim["student"]})
     with pytest.raises(ValueError, match="parameter groups"):
         build_optimisers(build_distiller(spec, WideResNet(10, 1), WideResNet(10, 1)), spec)
+
+
+def test_cached_taps_are_the_live_teachers_taps():
+    torch.manual_seed(0)
+    model = build_model(SMOKE.teacher_arch).to(memory_format=torch.channels_last).eval()
+    x = synthetic(5, 1).train_x  # 50 images: batches of 7 leave a short last one
+    cache = tap_features(model, x, SMOKE.norm, 7, layers=range(3))
+    # Compared over the same batches: some CPU kernels round differently for another batch size.
+    with torch.no_grad():
+        live = [torch.cat(t) for t in zip(*(model(prepare(x[i:i + 7], SMOKE.norm), taps=True)[1]
+                                            for i in range(0, len(x), 7)))]
+    for c, t in zip(cache, live):
+        assert torch.equal(c, t) and c.dtype == torch.float32
+        assert c.stride() == t.stride()  # channels_last like the live taps, so the losses see the same layout
+    again = tap_features(model, x, norm_tensors(SMOKE.norm, "cpu"), 7, layers=(2,))  # ready tensors work too
+    assert torch.equal(again[0], cache[2])
+
+
+def test_cache_check_counts_the_peak_not_only_the_cache(monkeypatch):
+    spec = SMOKE.method("vid")
+    d = build_distiller(spec, build_model(SMOKE.student_arch), build_model(SMOKE.teacher_arch).eval())
+    per_image = 4 * sum(c * s * s for c, s in zip(d.teacher.channels, d.teacher.spatial))
+    monkeypatch.setattr(engine, "available_bytes", lambda device: 2 * 1000 * per_image)  # share 0.5: 1000 images
+    assert cache_decision(d, False, "auto", 1000, "cpu", batch_size=0)[0]
+    use, why = cache_decision(d, False, "auto", 1000, "cpu", batch_size=100)
+    assert not use and "at its peak" in why
+    assert cache_decision(d, False, "auto", 1000, "cpu", share=0.25, batch_size=0)[0] is False  # grid --jobs 2
+    assert cache_decision(d, False, "on", 1000, "cpu", batch_size=100)[0]  # "on" is not second-guessed
 
 
 def test_the_generator_is_on_the_trainers_device():

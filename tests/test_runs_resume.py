@@ -218,3 +218,25 @@ def test_a_failed_rebuild_names_the_kernel_path_and_the_fix(finished):
     assert "differs from the original in cpu_capability" in message
     assert "ATEN_CPU_CAPABILITY=avx2" in message and "--threads 1" in message
     assert "committed" in message and str(ut / "teacher.pt") in message
+
+
+def test_grid_gives_each_cell_a_share_of_the_cache_budget(tmp_path, monkeypatch):
+    import ridrepro.train_cli
+    from ridrepro.cli import main
+    started = []
+
+    class Finished:  # stands in for a cell's process, which ends at once
+        returncode = 0
+
+        def __init__(self, cmd, **kwargs):
+            started.append(cmd)
+
+        def poll(self):
+            return 0
+
+    monkeypatch.setattr(ridrepro.train_cli.subprocess, "Popen", Finished)
+    assert main(["grid", "--protocol", "smoke", "--synthetic", "--seeds", "0", "--methods", "vid", "--jobs", "2",
+                 "--runs", str(tmp_path)]) == 0
+    assert len(started) == 4  # two teachers, vid-ut, vid-tt
+    for cmd in started:
+        assert cmd[cmd.index("--cache-share") + 1] == "0.25"
