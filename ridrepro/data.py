@@ -117,10 +117,19 @@ def random_crop_flip(x, padding=4, generator=None):
     return padded[batch, chans, rows[:, None, :, None], cols[:, None, None, :]]
 
 
+def norm_tensors(norm, device):
+    """(mean, std) as (1, C, 1, 1) float32 tensors on `device`; tensors already there are returned as they are.
+
+    Built once per loop: made from tuples on every call, they would cost a blocking host-to-device copy per
+    batch on CUDA.
+    """
+    return tuple(torch.as_tensor(v, dtype=torch.float32, device=device).view(1, -1, 1, 1) for v in norm)
+
+
 def normalize(x, mean, std):
-    """uint8 images -> float32 (x/255 - mean) / std per channel, on x's device."""
-    mean = torch.as_tensor(mean, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
-    std = torch.as_tensor(std, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
+    """uint8 images -> float32 (x/255 - mean) / std per channel, on x's device; mean and std are sequences
+    or the tensors of norm_tensors."""
+    mean, std = norm_tensors((mean, std), x.device)
     return (x.float() / 255 - mean) / std
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch.nn.utils import clip_grad_norm_
 
-from ridrepro.data import normalize, random_crop_flip
+from ridrepro.data import norm_tensors, normalize, random_crop_flip
 from ridrepro.distill import BAS, RID, TED, VID
 from ridrepro.models import WideResNet, init_authors_
 
@@ -138,16 +138,31 @@ def prepare(x_uint8, norm, augment=False, generator=None):
 
 @torch.no_grad()
 def tap_features(model, x_uint8, norm, batch_size, layers=(0, 1, 2)):
-    """Taps of a model in eval mode over a whole split, float32, on the split's device."""
+    """Taps of a model in eval mode over a whole split, float32, on the split's device.
+
+    Each batch is copied into one preallocated tensor per tap, so the peak is the result plus one batch
+    (collecting the batches and concatenating them would hold the result twice).
+    """
     was_training = model.training
     model.eval()
-    out = [[] for _ in layers]
-    for i in range(0, len(x_uint8), batch_size):
+    norm = norm_tensors(norm, x_uint8.device)
+    n, out = len(x_uint8), None
+    for i in range(0, n, batch_size):
         taps = model(prepare(x_uint8[i:i + batch_size], norm), taps=True)[1]
+        if out is None:  # the first batch tells each tap's shape and memory layout
+            out = [_empty_like_rows(taps[layer], n) for layer in layers]
         for buf, layer in zip(out, layers):
-            buf.append(taps[layer].float())
+            buf[i:i + batch_size].copy_(taps[layer])
     model.train(was_training)
-    return [torch.cat(buf) for buf in out]
+    return out
+
+
+def _empty_like_rows(t, n):
+    """An uninitialised float32 tensor of n rows shaped and laid out like t's rows: the cache keeps the
+    layout of the live taps (channels_last), so the losses see the same strides either way."""
+    cl = t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last)
+    return torch.empty((n, *t.shape[1:]), dtype=torch.float32, device=t.device,
+                       memory_format=torch.channels_last if cl else torch.contiguous_format)
 
 
 @torch.no_grad()
@@ -155,6 +170,7 @@ def evaluate(model, x_uint8, y, norm, batch_size, tap_layer=None):
     """Accuracy and mean CE of `model` in eval mode; with tap_layer also that layer's outputs."""
     was_training = model.training
     model.eval()
+    norm = norm_tensors(norm, x_uint8.device)
     correct, loss, taps = 0, 0.0, []
     for i in range(0, len(x_uint8), batch_size):
         logits, t = model(prepare(x_uint8[i:i + batch_size], norm), taps=True)
@@ -174,8 +190,14 @@ def available_bytes(device):
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
-def cache_decision(distiller, augment, mode, n_images, device, share=0.5):
-    """Whether to cache the teacher's taps: (bool, reason). mode: auto | on | off."""
+def cache_decision(distiller, augment, mode, n_images, device, share=0.5, batch_size=0):
+    """Whether to cache the teacher's taps: (bool, reason). mode: auto | on | off.
+
+    In auto mode the peak of building the cache (the cache plus about one batch of batch_size images'
+    activations) must fit in `share` of the free memory. Free memory is read once, now: processes started
+    side by side (grid --jobs N) all read it at the same moment and cannot see each other's coming
+    allocations, so the grid gives each of them share / N.
+    """
     if mode not in ("auto", "on", "off"):
         raise ValueError(f"teacher cache mode must be auto, on or off, got {mode!r}")
     if not distiller.uses_teacher:
@@ -188,9 +210,13 @@ def cache_decision(distiller, augment, mode, n_images, device, share=0.5):
             raise ValueError("the teacher cache needs augmentation off and the teacher frozen in eval mode")
         return False, "augmentation is on: the teacher runs live"
     t = distiller.teacher
-    need = n_images * sum(c * s * s for c, s in zip(t.channels, t.spatial)) * 4
-    if mode == "auto" and need > share * available_bytes(device):
-        return False, f"cache needs {need / 2**30:.1f} GiB, more than {share:.0%} of free memory: teacher runs live"
+    per_image = sum(c * s * s for c, s in zip(t.channels, t.spatial)) * 4
+    need = n_images * per_image
+    # A batch's taps in the model's dtype plus the float copies; roughly a block's intermediates on top.
+    peak = need + 3 * min(batch_size, n_images) * per_image
+    if mode == "auto" and peak > share * available_bytes(device):
+        return False, (f"cache needs {peak / 2**30:.1f} GiB at its peak, more than {share:.0%} of free memory: "
+                       "teacher runs live")
     return True, f"cached {need / 2**30:.2f} GiB of teacher taps"
 
 
@@ -200,7 +226,7 @@ class Trainer:
     """Trains one distiller (or teacher) under one protocol; state can be saved and restored exactly."""
 
     def __init__(self, distiller, method, protocol, data, *, epochs, seed, device, augment, shuffle="epoch",
-                 teacher_cache="auto", bf16=False, pid_teachers=None, pid_seed=0, log=print):
+                 teacher_cache="auto", cache_share=0.5, bf16=False, pid_teachers=None, pid_seed=0, log=print):
         if bf16 and torch.device(device).type != "cuda":
             raise ValueError("bf16 autocast is only offered on CUDA")
         if shuffle not in ("epoch", "fixed"):
@@ -209,17 +235,22 @@ class Trainer:
         self.distiller = distiller.to(self.device, memory_format=torch.channels_last)
         self.method, self.protocol, self.data = method, protocol, data
         self.epochs, self.augment, self.shuffle, self.bf16 = epochs, augment, shuffle, bf16
-        self.norm = protocol.norm
+        self.norm = norm_tensors(protocol.norm, self.device)
         self.opts, self.scheds = build_optimisers(distiller, method)
         self.groups = distiller.param_groups()
-        self.gen = torch.Generator().manual_seed(seed)  # shuffling and augmentation; saved in checkpoints
-        self.fixed_order = torch.randperm(len(data.train_y), generator=torch.Generator().manual_seed(seed))
+        # Shuffling and augmentation draw on the device, so a step copies no random numbers to it. A CPU
+        # device's generator is the plain CPU generator, drawn in the same order as before: CPU runs repeat.
+        self.seed = seed
+        self.gen = torch.Generator(self.device).manual_seed(seed)  # saved in checkpoints
+        self.fixed_order = torch.randperm(len(data.train_y),
+                                          generator=torch.Generator().manual_seed(seed)).to(self.device)
         self.epoch = 0
         self.log = log
         self.pid_teachers = pid_teachers or {}
         self.pid_seed = pid_seed
         self._teacher_test_taps = {}
-        use, why = cache_decision(distiller, augment, teacher_cache, len(data.train_y), self.device)
+        use, why = cache_decision(distiller, augment, teacher_cache, len(data.train_y), self.device,
+                                  share=cache_share, batch_size=protocol.eval_batch_size)
         self.cache_reason = why
         self.cache = None
         if use:
@@ -236,7 +267,8 @@ class Trainer:
         return {"epoch": self.epoch, "distiller": self.distiller.state_dict(),
                 "opts": {k: o.state_dict() for k, o in self.opts.items()},
                 "scheds": {k: s.state_dict() for k, s in self.scheds.items()},
-                "rng": {"gen": self.gen.get_state(), "torch": torch.get_rng_state(),
+                "rng": {"gen": self.gen.get_state(), "gen_device": self.gen.device.type,
+                        "torch": torch.get_rng_state(),
                         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}}
 
     def load_state_dict(self, state):
@@ -246,7 +278,12 @@ class Trainer:
             o.load_state_dict(state["opts"][k])
         for k, s in self.scheds.items():
             s.load_state_dict(state["scheds"][k])
-        self.gen.set_state(state["rng"]["gen"])
+        if state["rng"].get("gen_device", "cpu") == self.gen.device.type:  # get_state() is a CPU tensor either way
+            self.gen.set_state(state["rng"]["gen"])
+        else:
+            # Resumed on another device type (--allow-environment-change): a CPU generator's state does not fit
+            # a CUDA one. Not exercised by the CPU-only tests; the run is recorded as changed, not bit-identical.
+            self.gen.manual_seed(self.seed + 1_000_003 * self.epoch)
         torch.set_rng_state(state["rng"]["torch"])
         if state["rng"]["cuda"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
@@ -260,8 +297,8 @@ class Trainer:
         lrs = {k: o.param_groups[0]["lr"] for k, o in self.opts.items()}
         d.train()
         n = len(data.train_y)
-        order = self.fixed_order if self.shuffle == "fixed" else torch.randperm(n, generator=self.gen)
-        order = order.to(self.device)
+        order = self.fixed_order if self.shuffle == "fixed" else torch.randperm(n, generator=self.gen,
+                                                                                device=self.device)
         sums, correct, seen, steps = {}, 0, 0, 0
         start = time.perf_counter()
         for i in range(0, n, bs):

@@ -8,10 +8,12 @@ Layout (root defaults to ./runs):
 Each folder holds config.json (identity + environment), metrics.jsonl, pid.jsonl, checkpoint.pt (written
 atomically after every epoch) and, once complete, finished.json and its weights (student.pt or teacher.pt).
 A finished run is never recomputed; a folder whose config identity differs from the requested one is an
-error, never overwritten. A run resumed in another environment (CPU kernel path, threads, device) is allowed
-and recorded in config.json under "resumed_in".
+error, never overwritten. A run resumed in another environment (CPU kernel path, threads, torch, CUDA device
+index or name) is allowed and recorded in config.json under "resumed_in"; one resumed on another device type
+(cpu vs cuda) or bf16 setting is an error unless allowed (--allow-environment-change), and then recorded too.
 """
 
+import copy
 import hashlib
 import io
 import json
@@ -86,12 +88,13 @@ def git_commit():
 # them as much as on the thread count: AVX2 and AVX512 kernels round differently.
 KERNEL_VARS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
 # What must be equal for a resumed run to be bit-identical to an uninterrupted one.
-BIT_IDENTITY_KEYS = ("device", "device_name", "cpu_capability", "kernel_env", "threads", "torch")
+BIT_IDENTITY_KEYS = ("device", "device_name", "cpu_capability", "kernel_env", "threads", "torch", "bf16")
+ALLOW_ENV_FLAG = "--allow-environment-change"
 
 
-def environment(device):
+def environment(device, bf16=False):
     return {"ridrepro": __version__, "git_commit": git_commit(), "torch": torch.__version__,
-            "python": platform.python_version(), "device": str(device),
+            "python": platform.python_version(), "device": str(device), "bf16": bool(bf16),
             "device_name": torch.cuda.get_device_name(device) if torch.device(device).type == "cuda"
             else platform.processor() or platform.machine(),
             "cpu_capability": torch.backends.cpu.get_cpu_capability(),
@@ -108,17 +111,36 @@ def kernel_hint(env):
     return " ".join(f"{k}={v}" for k, v in settings.items())
 
 
+def recorded_environment(config):
+    """The environment a config.json records. Records made before bf16 was recorded count as bf16 off: the
+    default, and the only setting a CPU run can have had."""
+    return {"bf16": False, **config.get("environment", {})}
+
+
+def env_breaks(old, new):
+    """(key, old, new) for each change between two environment() records that changes the computation
+    itself, not only its rounding: the device type (cpu vs cuda) and bf16."""
+    breaks = []
+    a, b = old.get("device", "cpu"), new.get("device", "cpu")
+    if torch.device(a).type != torch.device(b).type:
+        breaks.append(("device", a, b))
+    a, b = old.get("bf16", False), new.get("bf16", False)
+    if a != b:
+        breaks.append(("bf16", a, b))
+    return breaks
+
+
 class RunDir:
     """One run's folder: config identity check, append-only logs, atomic checkpoint, lock."""
 
-    def __init__(self, path, identity, env, provenance=None):
+    def __init__(self, path, identity, env, provenance=None, allow_env_change=False):
         self.path = Path(path)
         self.identity = json.loads(json.dumps(identity))  # normalise tuples -> lists for comparison
-        self.env, self.provenance = env, provenance
+        self.env, self.provenance, self.allow_env_change = env, provenance, allow_env_change
 
     # --- lifecycle --------------------------------------------------------------------------------
     def open(self):
-        """Create or re-open the folder; a differing identity is an error."""
+        """Create or re-open the folder; a differing identity, device type or bf16 setting is an error."""
         self.path.mkdir(parents=True, exist_ok=True)
         cfg = self.path / "config.json"
         if cfg.exists():
@@ -127,15 +149,26 @@ class RunDir:
                 diff = sorted(_diff_keys(old.get("identity", {}), self.identity))
                 raise ValueError(f"{self.path} holds a different run (differs in: {', '.join(diff)}); "
                                  "choose another --runs folder or delete that folder yourself")
-            first = old.get("environment", {})
+            first = recorded_environment(old)
             changed = [k for k in BIT_IDENTITY_KEYS if first.get(k) != self.env.get(k)]
+            breaks = env_breaks(first, self.env) if not self.finished else []
+            if breaks and not self.allow_env_change:
+                # Another device type or autocast is another computation (CUDA kernels, bf16 rounding): half
+                # a run of each is no result of either, so it takes an explicit choice.
+                was = ", ".join(f"{k} {a}" for k, a, _ in breaks)
+                now = ", ".join(f"{k} {b}" for k, _, b in breaks)
+                raise ValueError(f"{self.path} was started with {was} and would resume with {now}; resume it "
+                                 f"with the original setting, or pass {ALLOW_ENV_FLAG} to go on anyway (recorded "
+                                 "in its config.json under resumed_in)")
             if changed and not self.finished:
                 print(f"note: {self.path} resumes with a different " + ", ".join(
                     f"{k} ({first.get(k)} -> {self.env.get(k)})" for k in changed)
                     + ": the result will not be bit-identical to an uninterrupted run", file=sys.stderr)
                 # Recorded, so that a reader of the run can tell it was continued elsewhere.
-                old.setdefault("resumed_in", []).append({**self.env, "changed": changed,
-                                                         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+                record = {**self.env, "changed": changed, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+                if breaks:
+                    record["allowed_by"] = ALLOW_ENV_FLAG
+                old.setdefault("resumed_in", []).append(record)
                 atomic_json(old, cfg)
         else:
             atomic_json({"identity": self.identity, "environment": self.env,
@@ -244,9 +277,12 @@ def save_teacher(path, model, arch, seed, kind, test_acc, protocol, init_seed):
 class Options:
     """Execution options shared by every cell (not part of a run's identity)."""
 
-    def __init__(self, root="runs", device="cpu", teacher_cache="auto", bf16=False, progress=False, log=print):
+    def __init__(self, root="runs", device="cpu", teacher_cache="auto", bf16=False, progress=False, log=print,
+                 allow_env_change=False, cache_share=0.5):
         self.root, self.device, self.teacher_cache = Path(root), torch.device(device), teacher_cache
         self.bf16, self.progress, self.log = bf16, progress, log
+        self.allow_env_change = allow_env_change  # resume on another device type or bf16 setting
+        self.cache_share = cache_share  # of free memory the teacher cache may take (auto mode)
 
 
 def protocol_data(protocol, ds):
@@ -280,7 +316,7 @@ def ensure_teacher(protocol, ds, kind, seed, opts):
     identity = _identity(protocol, ds, "teacher", seed, teacher_kind=kind)
     if kind == "ut":
         identity["epochs"] = 0
-    run = RunDir(path, identity, environment(opts.device), ds.provenance).open()
+    run = RunDir(path, identity, environment(opts.device, opts.bf16), ds.provenance, opts.allow_env_change).open()
     # divergence 13: with an offset the ut teacher is a construction of its own, not the tt teacher's start
     init_seed = seed + (protocol.ut_init_offset if kind == "ut" else 0)
     try:
@@ -291,7 +327,8 @@ def ensure_teacher(protocol, ds, kind, seed, opts):
             trainer = Trainer(build_distiller(protocol.teacher, model), protocol.teacher, protocol, data,
                               epochs=protocol.epochs_of("teacher"), seed=seed, device=opts.device,
                               augment=protocol.teacher_augment, shuffle=protocol.teacher_shuffle,
-                              teacher_cache=opts.teacher_cache, bf16=opts.bf16, log=opts.log)
+                              teacher_cache=opts.teacher_cache, cache_share=opts.cache_share, bf16=opts.bf16,
+                              log=opts.log)
             _fit(run, trainer, protocol, opts, f"teacher-{kind}-s{seed}", pid=False)
             model = trainer.distiller.student
         acc, _, _ = evaluate(model.to(opts.device), data.test_x, data.test_y, protocol.norm, protocol.eval_batch_size)
@@ -311,12 +348,13 @@ def _rebuild_teacher_weights(protocol, ds, kind, seed, opts, path):
     scratch = path.parent / f".rebuild-{path.name}"
     shutil.rmtree(scratch, ignore_errors=True)
     opts.log(f"{path}: teacher.pt is missing; rebuilding it to match teacher.json")
-    sub = Options(scratch, opts.device, opts.teacher_cache, opts.bf16, opts.progress, opts.log)
+    sub = copy.copy(opts)
+    sub.root = scratch
     _, info = ensure_teacher(protocol, ds, kind, seed, sub)
     rebuilt = teacher_dir(scratch, protocol.name, kind, seed)
     if info["sha256"] != want:
-        env = json.loads((path / "config.json").read_text()).get("environment", {})
-        here = environment(opts.device)
+        env = recorded_environment(json.loads((path / "config.json").read_text()))
+        here = environment(opts.device, opts.bf16)
         differ = [k for k in BIT_IDENTITY_KEYS if env.get(k) != here.get(k)]
         cause = (f"the likely cause: this process differs from the original in {', '.join(differ)} "
                  f"(float results depend on the CPU's kernel path and thread count, not only on the code)"
@@ -360,8 +398,8 @@ def distil(protocol, ds, method, seed, teacher=None, teacher_seed=0, opts=None):
              "teacher_sha256": {k: info["sha256"] for k, (_, info) in teachers.items()}}
     if init is not None:
         extra["init_from"] = {"run": init.name, "sha256": file_sha256(init / "student.pt")}
-    run = RunDir(path, _identity(protocol, ds, method, seed, **extra), environment(opts.device),
-                 ds.provenance).open()
+    run = RunDir(path, _identity(protocol, ds, method, seed, **extra), environment(opts.device, opts.bf16),
+                 ds.provenance, opts.allow_env_change).open()
     try:
         torch.manual_seed(seed)
         student = build_model(protocol.student_arch)
@@ -371,7 +409,7 @@ def distil(protocol, ds, method, seed, teacher=None, teacher_seed=0, opts=None):
         distiller = build_distiller(spec, student, t_model, extras_init=protocol.extras_init)
         trainer = Trainer(distiller, spec, protocol, to_device(ds, opts.device),
                           epochs=protocol.epochs_of(method), seed=seed, device=opts.device, augment=protocol.augment,
-                          teacher_cache=opts.teacher_cache, bf16=opts.bf16,
+                          teacher_cache=opts.teacher_cache, cache_share=opts.cache_share, bf16=opts.bf16,
                           pid_teachers={k: m for k, (m, _) in teachers.items()}, pid_seed=seed, log=opts.log)
         summary = _fit(run, trainer, protocol, opts, path.name, pid=True)
         state = {k: v.detach().cpu().contiguous() for k, v in trainer.distiller.student.state_dict().items()}

@@ -4,6 +4,7 @@ Run folders live under --runs (default ./runs) as <runs>/<protocol>/<cell>-s<see
 teacher-tt, teacher-ut, bas, or <vid|rid|ted>-<tt|ut>; see ridrepro.runs for the files inside.
 """
 
+import argparse
 import json
 import os
 import subprocess
@@ -14,7 +15,7 @@ from pathlib import Path
 import torch
 
 from ridrepro.protocols import PROTOCOLS, get_protocol
-from ridrepro.runs import TEACHER_KINDS, Options, distil, ensure_teacher, student_dir, teacher_dir
+from ridrepro.runs import ALLOW_ENV_FLAG, TEACHER_KINDS, Options, distil, ensure_teacher, student_dir, teacher_dir
 
 METHODS = ("bas", "vid", "rid", "ted")
 
@@ -31,6 +32,10 @@ def _common(p):
     p.add_argument("--teacher-cache", default="auto", choices=["auto", "on", "off"],
                    help="precompute the frozen teacher's taps once when augmentation is off (default auto)")
     p.add_argument("--quiet", action="store_true", help="no progress bars (also when $CI is set or not a terminal)")
+    p.add_argument(ALLOW_ENV_FLAG, action="store_true", dest="allow_env_change",
+                   help="resume an unfinished run on another device type (cpu/cuda) or bf16 setting than it started "
+                        "with (recorded in its config.json under resumed_in; the result then mixes both settings)")
+    p.add_argument("--cache-share", type=float, default=0.5, help=argparse.SUPPRESS)  # set by grid --jobs
 
 
 def add_commands(sub):
@@ -74,7 +79,8 @@ def _setup(args):
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     progress = not args.quiet and not os.environ.get("CI") and sys.stderr.isatty()
-    return get_protocol(args.protocol), Options(args.runs, device, args.teacher_cache, args.bf16, progress)
+    return get_protocol(args.protocol), Options(args.runs, device, args.teacher_cache, args.bf16, progress,
+                                                allow_env_change=args.allow_env_change, cache_share=args.cache_share)
 
 
 def _dataset(args):
@@ -149,7 +155,9 @@ def cmd_grid(args):
     print(f"grid {protocol.name}: {len(tasks)} runs, {len(done)} finished, {len(pending)} to run, jobs {args.jobs}")
     shared = ["--protocol", protocol.name, "--runs", str(root), "--device", str(opts.device), "--quiet",
               "--teacher-cache", args.teacher_cache] + (["--data", args.data] if args.data else []) \
-        + (["--synthetic"] if args.synthetic else []) + (["--bf16"] if args.bf16 else [])
+        + (["--synthetic"] if args.synthetic else []) + (["--bf16"] if args.bf16 else []) \
+        + ([ALLOW_ENV_FLAG] if args.allow_env_change else []) \
+        + ["--cache-share", str(args.cache_share / args.jobs)]  # the jobs check free memory at the same moment
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
     logs = root / protocol.name / "logs"
     logs.mkdir(parents=True, exist_ok=True)

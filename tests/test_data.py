@@ -353,3 +353,11 @@ def test_command_line_loads_and_prints(images, tmp_path, capsys):
     assert "train: 30 images, per class [3, 3, 3, 3, 3, 3, 3, 3, 3, 3]" in out and '"kind": "image-folder"' in out
     assert main(args + ["5000", "1000"]) == 2
     assert "expected 5000 each" in capsys.readouterr().err
+
+
+def test_normalize_takes_ready_tensors():
+    x = (torch.rand(2, 3, 4, 4) * 255).to(torch.uint8)
+    mean, std = data.norm_tensors(data.PAPER_CODE_NORM, x.device)
+    assert mean.shape == std.shape == (1, 3, 1, 1)
+    assert data.norm_tensors((mean, std), x.device)[0].data_ptr() == mean.data_ptr()  # no copy
+    assert torch.equal(data.normalize(x, mean, std), data.normalize(x, *data.PAPER_CODE_NORM))

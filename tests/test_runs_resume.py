@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from ridrepro.protocols import SMOKE
-from ridrepro.runs import Options, RunDir, distil
+from ridrepro.runs import Options, RunDir, distil, environment
 from ridrepro.train_cli import synthetic_cifar
 
 EPOCHS = 8
@@ -218,3 +218,80 @@ def test_a_failed_rebuild_names_the_kernel_path_and_the_fix(finished):
     assert "differs from the original in cpu_capability" in message
     assert "ATEN_CPU_CAPABILITY=avx2" in message and "--threads 1" in message
     assert "committed" in message and str(ut / "teacher.pt") in message
+
+
+def test_another_device_type_or_bf16_setting_needs_the_flag(tmp_path):
+    cpu = environment("cpu")
+    cuda = {**cpu, "device": "cuda:0", "device_name": "NVIDIA H200"}
+    folder = tmp_path / "run"
+    RunDir(folder, {"a": 1}, cpu).open().close()
+    before = (folder / "config.json").read_text()
+    for env, was, now in ((cuda, "device cpu", "device cuda:0"), ({**cpu, "bf16": True}, "bf16 False", "bf16 True")):
+        with pytest.raises(ValueError) as err:
+            RunDir(folder, {"a": 1}, env).open()
+        message = str(err.value)
+        assert str(folder) in message and f"started with {was} and would resume with {now}" in message
+        assert "--allow-environment-change" in message
+        assert (folder / "config.json").read_text() == before and not (folder / "lock").exists()
+    RunDir(folder, {"a": 1}, {**cuda, "bf16": True}, allow_env_change=True).open().close()
+    [resumed] = json.loads((folder / "config.json").read_text())["resumed_in"]
+    assert {"device", "device_name", "bf16"} <= set(resumed["changed"])
+    assert resumed["device"] == "cuda:0" and resumed["bf16"] is True
+    assert resumed["allowed_by"] == "--allow-environment-change"
+
+
+def test_another_cuda_device_or_thread_count_is_recorded_without_the_flag(tmp_path):
+    gpu0 = {**environment("cpu"), "device": "cuda:0", "device_name": "NVIDIA H200", "bf16": True}
+    folder = tmp_path / "run"
+    RunDir(folder, {"a": 1}, gpu0).open().close()
+    RunDir(folder, {"a": 1}, {**gpu0, "device": "cuda:1", "threads": gpu0["threads"] + 1}).open().close()
+    [resumed] = json.loads((folder / "config.json").read_text())["resumed_in"]
+    assert set(resumed["changed"]) == {"device", "threads"} and "allowed_by" not in resumed
+    (folder / "finished.json").write_text("{}")  # a finished run is never trained again: nothing to check
+    RunDir(folder, {"a": 1}, environment("cpu")).open().close()
+    assert len(json.loads((folder / "config.json").read_text())["resumed_in"]) == 1
+
+
+def test_a_record_from_before_bf16_was_recorded_counts_as_bf16_off(tmp_path):
+    env = environment("cpu")
+    RunDir(tmp_path / "run", {"a": 1}, {k: v for k, v in env.items() if k != "bf16"}).open().close()
+    RunDir(tmp_path / "run", {"a": 1}, env).open().close()
+    assert "resumed_in" not in json.loads((tmp_path / "run" / "config.json").read_text())
+
+
+def test_an_unfinished_run_from_a_gpu_resumes_on_the_cpu_only_when_allowed(finished):
+    protocol, opts, folder = finished
+    (folder / "finished.json").unlink()
+    config = json.loads((folder / "config.json").read_text())
+    assert config["environment"]["bf16"] is False and config["environment"]["device"] == "cpu"
+    config["environment"].update(device="cuda:0", device_name="NVIDIA H200")  # as if started on a GPU
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="device cuda:0 and would resume with device cpu.*allow-environment-change"):
+        distil(protocol, synthetic_cifar(20, 10), "vid", 0, "ut", opts=opts)
+    opts.allow_env_change = True
+    assert distil(protocol, synthetic_cifar(20, 10), "vid", 0, "ut", opts=opts)["epochs"] == 2
+    [resumed] = json.loads((folder / "config.json").read_text())["resumed_in"]
+    assert resumed["device"] == "cpu" and "device" in resumed["changed"]
+    assert resumed["allowed_by"] == "--allow-environment-change"
+
+
+def test_grid_passes_the_flag_and_a_share_of_the_cache_budget_to_its_cells(tmp_path, monkeypatch):
+    import ridrepro.train_cli
+    from ridrepro.cli import main
+    started = []
+
+    class Finished:  # stands in for a cell's process, which ends at once
+        returncode = 0
+
+        def __init__(self, cmd, **kwargs):
+            started.append(cmd)
+
+        def poll(self):
+            return 0
+
+    monkeypatch.setattr(ridrepro.train_cli.subprocess, "Popen", Finished)
+    assert main(["grid", "--protocol", "smoke", "--synthetic", "--seeds", "0", "--methods", "vid", "--jobs", "2",
+                 "--runs", str(tmp_path), "--allow-environment-change"]) == 0
+    assert len(started) == 4  # two teachers, vid-ut, vid-tt
+    for cmd in started:
+        assert "--allow-environment-change" in cmd and cmd[cmd.index("--cache-share") + 1] == "0.25"
