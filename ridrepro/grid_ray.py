@@ -79,7 +79,8 @@ def run_cell(name, argv, folder, log, marker, threads, *upstream):
     if not Path(marker).is_file():
         return {**result, "status": "failed", "reason": f"cannot see {marker}, which the driver wrote: --runs must "
                                                         "be a path on a filesystem that every node shares"}
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    # Unbuffered, so that the log of a killed cell ends where the cell did.
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONUNBUFFERED="1")
     # Ray picks the GPUs of a task with num_gpus; the cell sees only those (none for a CPU cell).
     env["CUDA_VISIBLE_DEVICES"] = ",".join(ray.get_runtime_context().get_accelerator_ids().get("GPU", []))
     cmd = [sys.executable, "-m", "ridrepro", *argv, "--threads", str(threads)]
@@ -135,7 +136,9 @@ def _connect(address):
     try:
         return ray.init(address=address, logging_level="warning")
     except (ConnectionError, RuntimeError) as err:
-        raise ValueError(f"cannot connect to a Ray cluster at {address}: {err}") from None
+        hint = "" if os.environ.get("RAY_AUTH_MODE") else \
+            " (a cluster with token authentication needs RAY_AUTH_MODE=token here too, and its token)"
+        raise ValueError(f"cannot connect to a Ray cluster at {address}: {err}{hint}") from None
 
 
 def _check_shared(ray, marker):
