@@ -191,11 +191,11 @@ def run_grid(args):
                              f"and {res.get('GPU', 0):g}")
         cell = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=RETRIES, retry_exceptions=[CellKilled])(run_cell)
         shared = cell_args(args, root, device)
-        refs, deps = {}, {}
-        for name, argv, folder, needs in todo:  # grid_tasks' order: teachers first, then the cells ready early
+        refs, deps, todo_names = {}, {}, {t[0] for t in todo}
+        for name, argv, folder, needs in todo:  # grid_tasks lists a cell after the cells it needs
             # A dependency that is finished, or not in this grid (the cell then makes it itself, as distil does),
             # is not waited for.
-            deps[name] = [d for d in needs if d in refs]
+            deps[name] = [d for d in needs if d in todo_names]
             refs[name] = cell.options(name=name).remote(name, [*argv, *shared], str(folder), str(logs / f"{name}.log"),
                                                         str(marker), threads, *(refs[d] for d in deps[name]))
         return _report(ray, protocol.name, refs, deps, len(tasks) - len(todo), start)
