@@ -59,7 +59,14 @@ def add_commands(sub):
     _common(p)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    p.add_argument("--jobs", type=int, default=1, help="cells run side by side as separate processes")
+    p.add_argument("--jobs", type=int, help="local backend: cells run side by side as separate processes (default 1)")
+    p.add_argument("--backend", choices=["local", "ray"], default="local",
+                   help="local (default): subprocesses on this machine; ray: each cell a Ray task (ridrepro.grid_ray)")
+    p.add_argument("--address", help="ray backend: the Ray cluster to connect to, e.g. 10.0.0.1:6379 or auto "
+                                     "(default: start a local one)")
+    p.add_argument("--gpus-per-cell", type=float, help="ray backend: GPUs each cell reserves, may be fractional (default 0)")
+    p.add_argument("--cpus-per-cell", type=float, help="ray backend: CPUs each cell reserves; its thread count "
+                                                       "unless --threads is given (default 1)")
     p.set_defaults(func=cmd_grid)
 
     p = sub.add_parser("summary", help="table of a grid: final, best and mean-of-last-10 test accuracy, "
@@ -137,7 +144,7 @@ def grid_tasks(protocol, seeds, methods, root):
         for method, t in cells:
             deps = ["teacher-tt", "teacher-ut"] if t is None else [f"teacher-{t}"]
             init = protocol.method(method).init_from
-            if init:
+            if init in methods:  # otherwise the cell makes that run itself, as distil does
                 deps.append(f"{init}-s{seed}")
             name = f"{method}-s{seed}" if t is None else f"{method}-{t}-s{seed}"
             argv = ["distil", "--method", method, "--seed", str(seed)] + (["--teacher", t] if t else [])
@@ -146,18 +153,35 @@ def grid_tasks(protocol, seeds, methods, root):
     return sorted(tasks, key=lambda task: 0 if task[0].startswith("teacher") else 1 if "-tt-" not in task[0] else 2)
 
 
+def cell_args(args, root, device, side_by_side):
+    """The options every cell's `python -m ridrepro ...` gets, whichever backend starts it.
+
+    side_by_side: how many cells may share one machine's (or GPU's) memory; each checks the free memory for
+    its teacher cache at the same moment, so each may plan on only its share of it.
+    """
+    return ["--protocol", args.protocol, "--runs", str(root), "--device", str(device), "--quiet",
+            "--teacher-cache", args.teacher_cache] + (["--data", args.data] if args.data else []) \
+        + (["--synthetic"] if args.synthetic else []) + (["--bf16"] if args.bf16 else []) \
+        + ([ALLOW_ENV_FLAG] if args.allow_env_change else []) \
+        + ["--cache-share", str(args.cache_share / side_by_side)]
+
+
 def cmd_grid(args):
+    if args.backend == "ray":
+        from ridrepro.grid_ray import run_grid  # Ray is needed only here: training starts without it
+        return run_grid(args)
+    ray_only = [f for f, v in (("--address", args.address), ("--gpus-per-cell", args.gpus_per_cell),
+                               ("--cpus-per-cell", args.cpus_per_cell)) if v is not None]
+    if ray_only:
+        raise ValueError(f"{', '.join(ray_only)}: only with --backend ray")
+    args.jobs = args.jobs or 1
     protocol, opts = _setup(args)
     root = Path(args.runs)
     tasks = grid_tasks(protocol, args.seeds, args.methods, root)
     done = {n for n, _, folder, _ in tasks if (folder / "finished.json").exists()}
     failed, running, pending = set(), {}, [t for t in tasks if t[0] not in done]
     print(f"grid {protocol.name}: {len(tasks)} runs, {len(done)} finished, {len(pending)} to run, jobs {args.jobs}")
-    shared = ["--protocol", protocol.name, "--runs", str(root), "--device", str(opts.device), "--quiet",
-              "--teacher-cache", args.teacher_cache] + (["--data", args.data] if args.data else []) \
-        + (["--synthetic"] if args.synthetic else []) + (["--bf16"] if args.bf16 else []) \
-        + ([ALLOW_ENV_FLAG] if args.allow_env_change else []) \
-        + ["--cache-share", str(args.cache_share / args.jobs)]  # the jobs check free memory at the same moment
+    shared = cell_args(args, root, opts.device, side_by_side=args.jobs)
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
     logs = root / protocol.name / "logs"
     logs.mkdir(parents=True, exist_ok=True)

@@ -124,3 +124,13 @@ def test_teacher_command_saves_seed_accuracy_and_sha(capsys, tmp_path):
     folder = tmp_path / "smoke" / "teacher-ut-s3"
     assert info["seed"] == 3 and 0 <= info["test_acc"] <= 1
     assert info["sha256"] == file_sha256(folder / "teacher.pt")
+
+
+def test_grid_dependencies_are_cells_of_the_grid(tmp_path):
+    from ridrepro.protocols import PAPER_TEXT
+    from ridrepro.train_cli import grid_tasks
+    for methods in (["ted"], ["bas", "ted"]):  # paper-text's TED fine-tunes BAS
+        tasks = grid_tasks(PAPER_TEXT, [0], methods, tmp_path)
+        names = {name for name, *_ in tasks}
+        assert all(d in names for *_, deps in tasks for d in deps), methods  # none waits forever
+    assert dict((n, d) for n, _, _, d in tasks)["ted-tt-s0"] == ["teacher-tt", "bas-s0"]
