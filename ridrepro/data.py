@@ -177,7 +177,7 @@ def load_cifar10(path=None, *, cache_dir=None, download=False, expected_per_clas
     _check_counts(ds, expected_per_class, source)
     if verbose:
         print(f"decoded {source} in {time.perf_counter() - start:.1f} s; caching to {cache}")
-    _atomic_torch_save({"tensors": tensors, "provenance": json.dumps(provenance)}, cache)
+    atomic_torch_save({"tensors": tensors, "provenance": json.dumps(provenance)}, cache)
     return ds
 
 
@@ -361,10 +361,17 @@ def atomic_write_bytes(data, path):
     os.replace(tmp, path)
 
 
-def _atomic_torch_save(obj, path):
+def atomic_torch_save(obj, path):
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     atomic_write_bytes(buffer.getvalue(), path)
+
+
+def tensors_sha256(*tensors):
+    h = hashlib.sha256()
+    for t in tensors:
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 # ----------------------------------------------------------------------------- command line

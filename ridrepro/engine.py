@@ -73,7 +73,9 @@ def lr_factor(optim):
     return factor
 
 
-def build_optimisers(distiller, method):
+def build_optimisers(distiller, method, total_steps=None):
+    """Optimisers and schedulers per parameter group. total_steps (the run's optimiser steps) sizes onecycle
+    schedules, which step after every optimiser step; the others step per epoch (step_schedulers)."""
     groups = distiller.param_groups()
     if set(groups) != set(method.optim):
         raise ValueError(f"method {method.kind!r} has parameter groups {sorted(groups)} but the protocol "
@@ -88,32 +90,56 @@ def build_optimisers(distiller, method):
             opts[name] = torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
         else:
             raise ValueError(f"unknown optimiser {o.kind!r}")
-        scheds[name] = torch.optim.lr_scheduler.LambdaLR(opts[name], lr_factor(o))
+        s = o.schedule
+        if s.kind == "onecycle":
+            if not total_steps:
+                raise ValueError("a onecycle schedule needs the run's total number of optimiser steps")
+            scheds[name] = torch.optim.lr_scheduler.OneCycleLR(
+                opts[name], max_lr=o.lr, total_steps=total_steps, pct_start=s.warmup, anneal_strategy="linear",
+                cycle_momentum=False, div_factor=s.div, final_div_factor=s.final_div / s.div, three_phase=False)
+        elif s.kind == "epoch":
+            scheds[name] = torch.optim.lr_scheduler.LambdaLR(opts[name], lr_factor(o))
+        else:
+            raise ValueError(f"unknown schedule kind {s.kind!r}; choose epoch or onecycle")
     return opts, scheds
 
 
+def per_step(scheds, method):
+    """The schedulers stepped after every optimiser step (onecycle), by parameter group."""
+    return {k: s for k, s in scheds.items() if method.optim[k].schedule.kind == "onecycle"}
+
+
 def step_schedulers(scheds, method):
-    """End of an epoch: step the schedulers the protocol steps (paper-code's RID and TED never do)."""
+    """End of an epoch: step the schedulers the protocol steps per epoch (paper-code's RID and TED never do)."""
     with warnings.catch_warnings():
         # An alternating method's optimiser may idle for a whole epoch; its schedule still counts epochs.
         warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step", UserWarning)
         for name, sched in scheds.items():
-            if method.optim[name].schedule.stepped:
+            sch = method.optim[name].schedule
+            if sch.kind == "epoch" and sch.stepped:
                 sched.step()
 
 
-def schedule_table(distiller, method, epochs):
-    """Per epoch, what the loop applies: phase, cycle, stepping groups and each optimiser's learning rate.
+def schedule_table(distiller, method, epochs, steps_per_epoch=1):
+    """Per epoch, what the loop applies: phase, cycle, stepping groups and each optimiser's learning rate
+    (at the epoch's first step).
 
     Built from the same optimisers, schedulers and phase rule as training, without training anything.
     """
-    opts, scheds = build_optimisers(distiller, method)
+    opts, scheds = build_optimisers(distiller, method, epochs * steps_per_epoch)
+    stepwise = per_step(scheds, method)
     rows = []
     for epoch in range(epochs):
         phase = distiller.phase(epoch)
-        rows.append({"epoch": epoch + 1, "phase": phase, "cycle": distiller.cycle(epoch),
-                     "active": list(distiller.phase_groups(phase)),
+        active = list(distiller.phase_groups(phase))
+        rows.append({"epoch": epoch + 1, "phase": phase, "cycle": distiller.cycle(epoch), "active": active,
                      "lr": {k: o.param_groups[0]["lr"] for k, o in opts.items()}})
+        with warnings.catch_warnings():  # no optimiser steps here: only the schedules advance
+            warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step", UserWarning)
+            for _ in range(steps_per_epoch):
+                for g in active:
+                    if g in stepwise:
+                        stepwise[g].step()
         step_schedulers(scheds, method)
     return rows
 
@@ -226,7 +252,8 @@ class Trainer:
     """Trains one distiller (or teacher) under one protocol; state can be saved and restored exactly."""
 
     def __init__(self, distiller, method, protocol, data, *, epochs, seed, device, augment, shuffle="epoch",
-                 teacher_cache="auto", cache_share=0.5, bf16=False, pid_teachers=None, pid_seed=0, log=print):
+                 teacher_cache="auto", cache_share=0.5, bf16=False, pid_teachers=None, pid_seed=0, tap_cache=None,
+                 log=print):
         if bf16 and torch.device(device).type != "cuda":
             raise ValueError("bf16 autocast is only offered on CUDA")
         if shuffle not in ("epoch", "fixed"):
@@ -236,7 +263,9 @@ class Trainer:
         self.method, self.protocol, self.data = method, protocol, data
         self.epochs, self.augment, self.shuffle, self.bf16 = epochs, augment, shuffle, bf16
         self.norm = norm_tensors(protocol.norm, self.device)
-        self.opts, self.scheds = build_optimisers(distiller, method)
+        self.steps_per_epoch = -(-len(data.train_y) // protocol.batch_size)
+        self.opts, self.scheds = build_optimisers(distiller, method, epochs * self.steps_per_epoch)
+        self.stepwise = per_step(self.scheds, method)
         self.groups = distiller.param_groups()
         # Shuffling and augmentation draw on the device, so a step copies no random numbers to it. A CPU
         # device's generator is the plain CPU generator, drawn in the same order as before: CPU runs repeat.
@@ -253,11 +282,12 @@ class Trainer:
                                   share=cache_share, batch_size=protocol.eval_batch_size)
         self.cache_reason = why
         self.cache = None
+        self.tap_cache = tap_cache  # a ridrepro.tapcache.TapCache, or None: teacher taps on disk across cells
         if use:
             start = time.perf_counter()
-            self.cache = tap_features(distiller.teacher, data.train_x, self.norm, protocol.eval_batch_size,
-                                      layers=range(len(distiller.teacher.channels)))  # every tap, however many
-            why += f" in {time.perf_counter() - start:.1f} s"
+            self.cache, where = self._teacher_taps(distiller.teacher, data.train_x,
+                                                   range(len(distiller.teacher.channels)))  # every tap
+            why += f" in {time.perf_counter() - start:.1f} s" + (f" ({where})" if where else "")
             self.cache_reason = why
         if distiller.uses_teacher:
             log(f"teacher taps: {why}")
@@ -308,7 +338,7 @@ class Trainer:
             t_taps = None
             if d.uses_teacher:
                 t_taps = [c[idx] for c in self.cache] if self.cache is not None else d.teacher_taps(x)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.bf16):
+            with self._autocast():
                 loss, terms, logits = d.loss(x, y, t_taps, phase)
                 for _ in range(self.method.bn_updates - 1):  # divergence 10: predict_step's second forward
                     with torch.no_grad():
@@ -319,6 +349,8 @@ class Trainer:
                 if self.method.clip is not None:
                     clip_grad_norm_(self.groups[g], self.method.clip)
                 self.opts[g].step()
+                if g in self.stepwise:
+                    self.stepwise[g].step()
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + v.float() * len(y)
             if logits is not None:
@@ -337,27 +369,64 @@ class Trainer:
                 "lr": lrs, "loss": losses, "train_acc": float(correct) / seen if seen else None,
                 "train_seconds": seconds, "images_per_s": n / seconds}
 
-    def evaluate(self):
-        s = self.distiller.student
-        acc, loss, _ = evaluate(s, self.data.test_x, self.data.test_y, self.norm, self.protocol.eval_batch_size)
-        return {"test_acc": acc, "test_loss": loss}
+    def _autocast(self):
+        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.bf16)
 
-    def pid(self):
-        """PID atoms of (teacher tap, student tap; label) on the test set, for each PID teacher."""
+    def evaluates(self, epoch):
+        """Whether completed epoch `epoch` (1-based) is evaluated on the test set."""
+        p = self.protocol
+        return epoch % p.eval_every == 0 or epoch == self.epochs or (epoch in p.pid_epochs and bool(self.pid_teachers))
+
+    def evaluate(self):
+        return self.evaluate_with_taps()[0]
+
+    def evaluate_with_taps(self, tap_layer=None):
+        """Test accuracy and loss, and with tap_layer that layer's test outputs, from one pass."""
+        with self._autocast():
+            acc, loss, taps = evaluate(self.distiller.student, self.data.test_x, self.data.test_y, self.norm,
+                                       self.protocol.eval_batch_size, tap_layer=tap_layer)
+        return {"test_acc": acc, "test_loss": loss}, taps
+
+    def _teacher_taps(self, teacher, x_uint8, layers):
+        """tap_features of a frozen teacher, through the tap cache when there is one: (taps, where from)."""
+        bs = self.protocol.eval_batch_size
+        compute = lambda: tap_features(teacher, x_uint8, self.norm, bs, layers=layers)  # noqa: E731
+        if self.tap_cache is None:
+            return compute(), None
+        return self.tap_cache.get(self.tap_cache.key(teacher, x_uint8, self.protocol.norm, bs, layers), compute,
+                                  self.device)
+
+    def teacher_test_taps(self, label):
+        """The PID layer's test outputs of a PID teacher, float32, computed once per run."""
+        if label not in self._teacher_test_taps:
+            teacher = self.pid_teachers[label].to(self.device)
+            self._teacher_test_taps[label] = self._teacher_taps(teacher, self.data.test_x,
+                                                                (self.protocol.pid_layer,))[0][0]
+        return self._teacher_test_taps[label]
+
+    def pid(self, student_taps):
+        """PID atoms of (teacher tap, student tap; label) on the test set, for each PID teacher; student_taps
+        are the student's PID-layer test outputs from this epoch's evaluation."""
         from ridrepro.pid import representation_pid  # imported lazily: training must not need the PID stack
 
-        layer, data = self.protocol.pid_layer, self.data
-        _, _, s = evaluate(self.distiller.student, data.test_x, data.test_y, self.norm,
-                           self.protocol.eval_batch_size, tap_layer=layer)
         records = []
-        for label, teacher in self.pid_teachers.items():
-            if label not in self._teacher_test_taps:
-                self._teacher_test_taps[label] = tap_features(teacher.to(self.device), data.test_x, self.norm,
-                                                              self.protocol.eval_batch_size, layers=(layer,))[0]
+        for label in self.pid_teachers:
             start = time.perf_counter()
-            res = representation_pid(self._teacher_test_taps[label].cpu(), s.cpu(), data.test_y.cpu(),
+            res = representation_pid(self.teacher_test_taps(label).cpu(), student_taps.cpu(), self.data.test_y.cpu(),
                                      preset=self.protocol.pid_preset, seed=self.pid_seed,
                                      bootstrap=PID_BOOTSTRAP, **self.protocol.pid_overrides)
-            records.append({"epoch": self.epoch, "teacher": label, "layer": layer, "n": len(data.test_y),
-                            **res.to_dict(), "seconds": time.perf_counter() - start})
+            records.append({"epoch": self.epoch, "teacher": label, "layer": self.protocol.pid_layer,
+                            "n": len(self.data.test_y), **res.to_dict(), "seconds": time.perf_counter() - start})
         return records
+
+
+def pca_float16(x, k, seed=0):
+    """Rows flattened and L2-normalised (as the PID features path does), reduced to k PCA components, float16:
+    what a later study of the PID estimator needs of a representation without re-training."""
+    import numpy as np
+    from sklearn.decomposition import PCA
+
+    x = x.reshape(len(x), -1).float()
+    x = torch.nn.functional.normalize(x, dim=1).cpu().numpy()
+    z = PCA(n_components=k, svd_solver="randomized", random_state=seed).fit_transform(x)
+    return z.astype(np.float16)

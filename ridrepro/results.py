@@ -58,14 +58,15 @@ def _jsonl(path):
 
 
 def load_metrics(root, protocol):
-    """One row per (run, epoch): method, teacher, seed, epoch, phase, test/train accuracy, lr per group."""
+    """One row per (run, epoch): method, teacher, seed, epoch, phase, test/train accuracy, lr per group. The
+    test accuracy is NaN at epochs the protocol does not evaluate (Protocol.eval_every)."""
     rows = []
     for folder, method, teacher, seed in _runs(root, protocol):
         finished = (folder / "finished.json").exists()
         for r in _jsonl(folder / "metrics.jsonl"):
             rows.append({"run": folder.name, "cell": cell_name(method, teacher), "method": method,
                          "teacher": teacher, "seed": seed, "finished": finished, "epoch": r["epoch"], "phase": r["phase"],
-                         "test_acc": r["test_acc"], "train_acc": r["train_acc"],
+                         "test_acc": r.get("test_acc", np.nan), "train_acc": r["train_acc"],
                          **{f"lr_{k}": v for k, v in r["lr"].items()}})
     if not rows:
         raise FileNotFoundError(f"no metrics.jsonl records for protocol {protocol!r} under {root}")
@@ -102,17 +103,34 @@ def teacher_accuracy(root, protocol):
     return pd.DataFrame(rows, columns=["cell", "teacher", "seed", "test_acc"])
 
 
+def tail_change(epochs, accs, fraction=0.2):
+    """The change of test accuracy over the last `fraction` of a run's epochs (equivalently of its optimiser
+    steps: every epoch has the same number), from the least-squares line through the evaluated epochs in that
+    stretch; NaN with fewer than two. Near 0: the curve has levelled off."""
+    epochs, accs = np.asarray(epochs, float), np.asarray(accs, float)
+    span = fraction * epochs.max()
+    keep = epochs >= epochs.max() - span
+    if keep.sum() < 2:
+        return np.nan
+    return float(np.polyfit(epochs[keep], accs[keep], 1)[0] * span)
+
+
 def accuracy_summary(root, protocol):
     """One row per grid cell (in CELLS order): seeds, finished runs, and the mean and standard deviation
-    over seeds (0 for one seed) of each run's final, best and mean-of-last-10 test accuracy. An untrained
-    teacher logs no epochs: its final accuracy is teacher.json's, and best/last10 are NaN."""
+    over seeds (0 for one seed) of each run's final, best and mean-of-last-10 test accuracy (the mean over the
+    evaluated epochs among the last ten), and of its tail change (tail_change: how much the accuracy still
+    moves over the last 20% of the steps). An untrained teacher logs no epochs: its final accuracy is
+    teacher.json's, and the others are NaN."""
     runs = []
     for folder, method, teacher, seed in _runs(root, protocol):
-        accs = [r["test_acc"] for r in _jsonl(folder / "metrics.jsonl")]
+        records = _jsonl(folder / "metrics.jsonl")
+        accs = [r["test_acc"] for r in records if "test_acc" in r]
+        last10 = [r["test_acc"] for r in records[-10:] if "test_acc" in r]
         row = {"cell": cell_name(method, teacher), "seed": seed, "finished": (folder / "finished.json").exists(),
-               "final": np.nan, "best": np.nan, "last10": np.nan}
+               "final": np.nan, "best": np.nan, "last10": np.nan, "tail": np.nan}
         if accs:
-            row.update(final=accs[-1], best=max(accs), last10=float(np.mean(accs[-10:])))
+            row.update(final=accs[-1], best=max(accs), last10=float(np.mean(last10)) if last10 else np.nan,
+                       tail=tail_change([r["epoch"] for r in records if "test_acc" in r], accs))
         elif (folder / "teacher.json").exists():
             row["final"] = json.loads((folder / "teacher.json").read_text())["test_acc"]
         else:

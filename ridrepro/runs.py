@@ -28,8 +28,9 @@ from pathlib import Path
 import torch
 
 from ridrepro import __version__
-from ridrepro.data import atomic_write_bytes
+from ridrepro.data import atomic_torch_save, atomic_write_bytes, tensors_sha256
 from ridrepro.engine import Trainer, build_distiller, build_model, evaluate, to_device
+from ridrepro.tapcache import TapCache
 
 TEACHER_KINDS = ("tt", "ut")
 
@@ -56,19 +57,6 @@ def student_dir(root, protocol, method, seed, teacher=None, teacher_seed=0):
 def file_sha256(path):
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
-
-
-def tensors_sha256(*tensors):
-    h = hashlib.sha256()
-    for t in tensors:
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
-def atomic_torch_save(obj, path):
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    atomic_write_bytes(buf.getvalue(), path)
 
 
 def atomic_json(obj, path):
@@ -278,11 +266,12 @@ class Options:
     """Execution options shared by every cell (not part of a run's identity)."""
 
     def __init__(self, root="runs", device="cpu", teacher_cache="auto", bf16=False, progress=False, log=print,
-                 allow_env_change=False, cache_share=0.5):
+                 allow_env_change=False, cache_share=0.5, tap_cache=None):
         self.root, self.device, self.teacher_cache = Path(root), torch.device(device), teacher_cache
         self.bf16, self.progress, self.log = bf16, progress, log
         self.allow_env_change = allow_env_change  # resume on another device type or bf16 setting
         self.cache_share = cache_share  # of free memory the teacher cache may take (auto mode)
+        self.tap_cache = tap_cache  # folder of teacher taps shared by the cells (ridrepro.tapcache), or None
 
 
 def protocol_data(protocol, ds):
@@ -291,8 +280,27 @@ def protocol_data(protocol, ds):
     return ds.subset(protocol.train_per_class, protocol.test_per_class, seed=protocol.subset_seed)
 
 
+def teacher_data(protocol, ds):
+    """The teacher's data: the students' subset, or (teacher_data="all") the whole training split with the
+    students' test subset."""
+    if protocol.teacher_data == "students":
+        return protocol_data(protocol, ds)
+    if protocol.teacher_data != "all":
+        raise ValueError(f"teacher_data must be 'students' or 'all', got {protocol.teacher_data!r}")
+    return ds if protocol.test_per_class is None else ds.subset(None, protocol.test_per_class, seed=protocol.subset_seed)
+
+
+# The protocol settings a trained teacher depends on. A teacher's identity holds only these, so that the
+# students' settings (sizes, epochs, PID epochs) can still be fixed after their teacher has started. Protocols
+# with teacher_data "students" keep every setting, as before (the subset is the students' too).
+TEACHER_SETTINGS = ("teacher_arch", "batch_size", "eval_batch_size", "teacher_augment", "norm", "teacher_shuffle",
+                    "teacher_data", "test_per_class", "subset_seed", "ut_init_offset")
+
+
 def _identity(protocol, ds, method_name, seed, **extra):
     shared = {k: v for k, v in protocol.to_dict().items() if k not in ("methods", "teacher", "notes")}
+    if method_name == "teacher" and protocol.teacher_data == "all":
+        shared = {k: shared[k] for k in TEACHER_SETTINGS}
     m = protocol.method(method_name)
     return {"protocol": protocol.name, "settings": shared, "method": method_name, "method_spec": _plain(m),
             "epochs": protocol.epochs_of(method_name), "seed": seed,
@@ -305,6 +313,23 @@ def _plain(obj):
     return asdict(obj)
 
 
+def _store_pca(path, trainer, student_taps, epoch, k):
+    """pca<k>/s-e<epoch>.npy (the student) and, once per run, pca<k>/<teacher label>.npy, written atomically."""
+    import numpy as np
+
+    from ridrepro.engine import pca_float16
+
+    folder = path / f"pca{k}"
+    folder.mkdir(exist_ok=True)
+    items = [(f"s-e{epoch:03d}.npy", student_taps)]
+    items += [(f"{label}.npy", None) for label in trainer.pid_teachers if not (folder / f"{label}.npy").exists()]
+    for name, taps in items:
+        taps = trainer.teacher_test_taps(name[:-4]) if taps is None else taps
+        buf = io.BytesIO()
+        np.save(buf, pca_float16(taps, k, seed=trainer.pid_seed))
+        atomic_write_bytes(buf.getvalue(), folder / name)
+
+
 def ensure_teacher(protocol, ds, kind, seed, opts):
     """Train (tt) or initialise (ut) a teacher unless it is finished; returns (model, info)."""
     path = teacher_dir(opts.root, protocol.name, kind, seed)
@@ -312,7 +337,7 @@ def ensure_teacher(protocol, ds, kind, seed, opts):
         if not (path / "teacher.pt").exists():
             _rebuild_teacher_weights(protocol, ds, kind, seed, opts, path)
         return load_teacher(path)
-    ds = protocol_data(protocol, ds)
+    ds = teacher_data(protocol, ds)
     identity = _identity(protocol, ds, "teacher", seed, teacher_kind=kind)
     if kind == "ut":
         identity["epochs"] = 0
@@ -410,7 +435,8 @@ def distil(protocol, ds, method, seed, teacher=None, teacher_seed=0, opts=None):
         trainer = Trainer(distiller, spec, protocol, to_device(ds, opts.device),
                           epochs=protocol.epochs_of(method), seed=seed, device=opts.device, augment=protocol.augment,
                           teacher_cache=opts.teacher_cache, cache_share=opts.cache_share, bf16=opts.bf16,
-                          pid_teachers={k: m for k, (m, _) in teachers.items()}, pid_seed=seed, log=opts.log)
+                          pid_teachers={k: m for k, (m, _) in teachers.items()}, pid_seed=seed,
+                          tap_cache=TapCache(opts.tap_cache, run.env) if opts.tap_cache else None, log=opts.log)
         summary = _fit(run, trainer, protocol, opts, path.name, pid=True)
         state = {k: v.detach().cpu().contiguous() for k, v in trainer.distiller.student.state_dict().items()}
         atomic_torch_save(state, path / "student.pt")
@@ -441,13 +467,19 @@ def _fit(run, trainer, protocol, opts, name, pid):
         while trainer.epoch < trainer.epochs:
             start = time.perf_counter()
             rec = trainer.train_epoch(bar)
-            rec.update(trainer.evaluate())
-            if pid and rec["epoch"] in protocol.pid_epochs and trainer.pid_teachers:
-                for p in trainer.pid():
-                    run.append("pid.jsonl", p)
+            epoch = rec["epoch"]
+            do_pid = pid and epoch in protocol.pid_epochs and bool(trainer.pid_teachers)
+            if trainer.evaluates(epoch):
+                metrics, taps = trainer.evaluate_with_taps(protocol.pid_layer if do_pid else None)
+                rec.update(metrics)
+                if do_pid:
+                    for p in trainer.pid(taps):
+                        run.append("pid.jsonl", p)
+                    if protocol.store_pca:
+                        _store_pca(run.path, trainer, taps, epoch, protocol.store_pca)
             rec["seconds"] = time.perf_counter() - start
             run.append("metrics.jsonl", rec)
-            if bar is not None:
+            if bar is not None and "test_acc" in rec:
                 bar.set_postfix(phase=rec["phase"], test_acc=f"{rec['test_acc']:.3f}")
             run.save_checkpoint({"trainer": trainer.state_dict(), "phase": rec["phase"], "cycle": rec["cycle"],
                                  "metrics_lines": len(run.lines("metrics.jsonl")),
@@ -455,7 +487,9 @@ def _fit(run, trainer, protocol, opts, name, pid):
     finally:
         if bar is not None:
             bar.close()
-    accs = [json.loads(line)["test_acc"] for line in run.lines("metrics.jsonl")]
-    return {"epochs": len(accs), "final_acc": accs[-1] if accs else None, "best_acc": max(accs, default=None),
-            "last10_acc": sum(accs[-10:]) / len(accs[-10:]) if accs else None,
+    records = [json.loads(line) for line in run.lines("metrics.jsonl")]
+    accs = [r["test_acc"] for r in records if "test_acc" in r]
+    last10 = [r["test_acc"] for r in records[-10:] if "test_acc" in r]  # the evaluated ones among the last ten
+    return {"epochs": len(records), "final_acc": accs[-1] if accs else None, "best_acc": max(accs, default=None),
+            "last10_acc": sum(last10) / len(last10) if last10 else None,
             "teacher_cache": trainer.cache_reason if trainer.distiller.uses_teacher else None}

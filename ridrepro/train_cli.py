@@ -31,6 +31,8 @@ def _common(p):
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA only)")
     p.add_argument("--teacher-cache", default="auto", choices=["auto", "on", "off"],
                    help="precompute the frozen teacher's taps once when augmentation is off (default auto)")
+    p.add_argument("--tap-cache", metavar="DIR",
+                   help="keep frozen teachers' taps in DIR, shared by the cells of a grid (ridrepro.tapcache)")
     p.add_argument("--quiet", action="store_true", help="no progress bars (also when $CI is set or not a terminal)")
     p.add_argument(ALLOW_ENV_FLAG, action="store_true", dest="allow_env_change",
                    help="resume an unfinished run on another device type (cpu/cuda) or bf16 setting than it started "
@@ -87,7 +89,8 @@ def _setup(args):
         device = "cuda" if torch.cuda.is_available() else "cpu"
     progress = not args.quiet and not os.environ.get("CI") and sys.stderr.isatty()
     return get_protocol(args.protocol), Options(args.runs, device, args.teacher_cache, args.bf16, progress,
-                                                allow_env_change=args.allow_env_change, cache_share=args.cache_share)
+                                                allow_env_change=args.allow_env_change, cache_share=args.cache_share,
+                                                tap_cache=args.tap_cache)
 
 
 def _dataset(args):
@@ -162,6 +165,7 @@ def cell_args(args, root, device, side_by_side):
     return ["--protocol", args.protocol, "--runs", str(root), "--device", str(device), "--quiet",
             "--teacher-cache", args.teacher_cache] + (["--data", args.data] if args.data else []) \
         + (["--synthetic"] if args.synthetic else []) + (["--bf16"] if args.bf16 else []) \
+        + (["--tap-cache", args.tap_cache] if args.tap_cache else []) \
         + ([ALLOW_ENV_FLAG] if args.allow_env_change else []) \
         + ["--cache-share", str(args.cache_share / side_by_side)]
 
@@ -220,7 +224,7 @@ def cmd_summary(args):
     from ridrepro.results import accuracy_summary
 
     table = accuracy_summary(args.runs, args.protocol)
-    cols = [f"{c}{suffix}" for c in ("final", "best", "last10") for suffix in ("", "_std")]
+    cols = [f"{c}{suffix}" for c in ("final", "best", "last10", "tail") for suffix in ("", "_std")]
     if args.format == "json":
         records = table.astype(object).where(table.notna(), None).to_dict("records")
         print(json.dumps(records, indent=2, default=int))
@@ -228,8 +232,9 @@ def cmd_summary(args):
         print(table[["cell", "seeds", "finished", *cols]].to_csv(index=False), end="")
     else:
         fmt = lambda m, s: "-" if m != m else f"{m:.4f} ± {s:.4f}"  # m != m: NaN
-        print("| cell | seeds (finished) | final | best | mean of last 10 |\n|---|---|---|---|---|")
+        print("| cell | seeds (finished) | final | best | mean of last 10 | change over last 20 % |\n"
+              "|---|---|---|---|---|---|")
         for r in table.itertuples():
             print(f"| {r.cell} | {r.seeds} ({r.finished}) | " + " | ".join(
-                fmt(getattr(r, c), getattr(r, c + "_std")) for c in ("final", "best", "last10")) + " |")
+                fmt(getattr(r, c), getattr(r, c + "_std")) for c in ("final", "best", "last10", "tail")) + " |")
     return 0

@@ -91,6 +91,7 @@ def test_summary_statistics(tmp_path):
     assert r.final_std == pytest.approx(statistics.stdev([1.1, 0.5]))
     assert r.last10 == pytest.approx((statistics.fmean(a[-10:]) + 0.5) / 2)
     assert r.best == pytest.approx((1.1 + 0.5) / 2)
+    assert r.tail == pytest.approx((0.1 * 2.4 + 0.0) / 2)  # rising 0.1 per epoch over the last 2.4 epochs; flat
     bas, teacher = table.set_index("cell").loc["BAS"], table.set_index("cell").loc["teacher-ut"]
     assert bas.final == 0.4 and bas.final_std == 0.0 and bas.last10 == pytest.approx(0.35)
     assert teacher.final == 0.1 and teacher.best != teacher.best  # NaN: an untrained teacher has no epochs
@@ -100,11 +101,12 @@ def test_summary_formats(capsys, tmp_path):
     write_run(tmp_path / "p" / "vid-ut-s0", [0.2, 0.25])
     assert main(["summary", "--protocol", "p", "--runs", str(tmp_path), "--format", "csv"]) == 0
     assert capsys.readouterr().out.splitlines() == [
-        "cell,seeds,finished,final,final_std,best,best_std,last10,last10_std", "VID-ut,1,1,0.25,0.0,0.25,0.0,0.225,0.0"]
+        "cell,seeds,finished,final,final_std,best,best_std,last10,last10_std,tail,tail_std",
+        "VID-ut,1,1,0.25,0.0,0.25,0.0,0.225,0.0,,"]  # tail: one evaluated epoch in the last 20 %, no line
     assert main(["summary", "--protocol", "p", "--runs", str(tmp_path), "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["last10"] == pytest.approx(0.225)
     assert main(["summary", "--protocol", "p", "--runs", str(tmp_path)]) == 0
-    assert "| VID-ut | 1 (1) | 0.2500 ± 0.0000 | 0.2500 ± 0.0000 | 0.2250 ± 0.0000 |" in capsys.readouterr().out
+    assert "| VID-ut | 1 (1) | 0.2500 ± 0.0000 | 0.2500 ± 0.0000 | 0.2250 ± 0.0000 | - |" in capsys.readouterr().out
 
 
 def test_clean_errors(capsys, tmp_path):
