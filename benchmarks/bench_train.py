@@ -6,6 +6,11 @@ Student WRN-16-1, teacher WRN-40-2 (post blocks), batch 128, through the engine'
 (gather, normalise, channels_last, teacher taps from the cache unless "live"). FLOPs of one training
 step are counted with torch.utils.flop_counter.FlopCounterMode; the peak is a large float32 matmul
 timed in the same process, so MFU = achieved FLOP/s / measured matmul FLOP/s on the same device.
+
+The speed anchor: beside the engine, in the same process, the loop a user would write for VID and RID -
+torchvision's dataset (PIL images through ToTensor and Normalize), a shuffling DataLoader, the teacher run live
+every step, contiguous tensors - with the same distiller losses and optimisers; the ratio engine / conventional
+is printed for each.
 """
 
 import argparse
@@ -16,7 +21,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from ridrepro.data import CIFAR10
-from ridrepro.engine import Trainer, build_distiller, build_model, prepare, to_device
+from ridrepro.engine import Trainer, build_distiller, build_model, build_optimisers, prepare, to_device
 from ridrepro.protocols import PAPER_CODE
 
 
@@ -70,6 +75,40 @@ def bench(name, method, phase_epoch, protocol, data, device, steps, cache, bf16)
             "gflop_per_step": flops / 1e9, "achieved_gflops": flops * per_s / protocol.batch_size / 1e9}
 
 
+def conventional(name, method, phase_epoch, protocol, device, steps):
+    """The loop as a user would write it (see the module docstring): images/s over `steps` timed steps."""
+    from torch.nn.utils import clip_grad_norm_
+    from torch.utils.data import DataLoader
+    from torchvision import datasets, transforms
+
+    torch.manual_seed(0)
+    d = build_distiller(method, build_model(protocol.student_arch), build_model(protocol.teacher_arch),
+                        extras_init=protocol.extras_init).to(device)
+    opts, _ = build_optimisers(d, method)
+    phase = d.phase(phase_epoch)
+    active = d.phase_groups(phase)
+    groups = d.param_groups()
+    tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize(*protocol.norm)])
+    data = datasets.FakeData(size=protocol.batch_size * (steps + 1), image_size=(3, 32, 32), num_classes=10,
+                             transform=tf, random_offset=0)
+    loader = DataLoader(data, batch_size=protocol.batch_size, shuffle=True, num_workers=0)
+    d.train()
+    start = None
+    for i, (x, y) in enumerate(loader):
+        if i == 1:  # the first step is the warm-up (allocations, kernel selection)
+            sync(device)
+            start = time.perf_counter()
+        x, y = x.to(device), y.to(device)
+        loss, _, _ = d.loss(x, y, d.teacher_taps(x), phase)
+        d.zero_grad(set_to_none=True)
+        loss.backward()
+        for g in active:
+            clip_grad_norm_(groups[g], method.clip)
+            opts[g].step()
+    sync(device)
+    return {"name": name, "phase": phase, "images_per_s": steps * protocol.batch_size / (time.perf_counter() - start)}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -102,6 +141,13 @@ def main():
               f"{r['achieved_gflops']:.1f} | {r['achieved_gflops'] * 1e9 / peak:.1%} |", flush=True)
     ratio = results["VID (cached teacher)"]["images_per_s"] / results["VID (live teacher)"]["images_per_s"]
     print(f"teacher cache speed-up for VID: {ratio:.2f}x")
+    print("\n| conventional loop (torchvision dataset + DataLoader, live teacher) | phase | images/s | engine / it |"
+          "\n|---|---|---|---|")
+    for name, method, epoch, engine in [("VID", m["vid"], 0, "VID (cached teacher)"),
+                                        ("RID student phase", m["rid"], 8, "RID student phase")]:
+        r = conventional(name, method, epoch, protocol, device, args.steps)
+        print(f"| {name} | {r['phase']} | {r['images_per_s']:.0f} | "
+              f"{results[engine]['images_per_s'] / r['images_per_s']:.2f}x |", flush=True)
 
 
 if __name__ == "__main__":
