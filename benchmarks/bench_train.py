@@ -100,6 +100,9 @@ def conventional(name, method, phase_epoch, protocol, device, steps):
             start = time.perf_counter()
         x, y = x.to(device), y.to(device)
         loss, _, _ = d.loss(x, y, d.teacher_taps(x), phase)
+        for _ in range(method.bn_updates - 1):  # the same computation as the engine's (divergence 10)
+            with torch.no_grad():
+                d.student(x)
         d.zero_grad(set_to_none=True)
         loss.backward()
         for g in active:
