@@ -115,22 +115,32 @@ def tail_change(epochs, accs, fraction=0.2):
     return float(np.polyfit(epochs[keep], accs[keep], 1)[0] * span)
 
 
+def run_core_hours(folder, records):
+    """A run's cost: the wall seconds of its epochs (training, evaluation, PID) plus the set-up of its last
+    session (finished.json's setup_seconds: the teacher cache), times its thread count."""
+    finished = folder / "finished.json"
+    setup = json.loads(finished.read_text()).get("setup_seconds", 0.0) if finished.exists() else 0.0
+    threads = json.loads((folder / "config.json").read_text()).get("environment", {}).get("threads", 1)
+    return (sum(r.get("seconds", 0.0) for r in records) + setup) * threads / 3600
+
+
 def accuracy_summary(root, protocol):
     """One row per grid cell (in CELLS order): seeds, finished runs, and the mean and standard deviation
     over seeds (0 for one seed) of each run's final, best and mean-of-last-10 test accuracy (the mean over the
-    evaluated epochs among the last ten), and of its tail change (tail_change: how much the accuracy still
-    moves over the last 20% of the steps). An untrained teacher logs no epochs: its final accuracy is
-    teacher.json's, and the others are NaN."""
+    evaluated epochs among the last ten), and of how much its accuracy still changes over the last 20% of the
+    steps (tail_change). An untrained teacher logs no epochs: its final accuracy is teacher.json's, and the
+    others are NaN. core_hours is the cell's cost summed over its runs (run_core_hours)."""
     runs = []
     for folder, method, teacher, seed in _runs(root, protocol):
         records = _jsonl(folder / "metrics.jsonl")
         accs = [r["test_acc"] for r in records if "test_acc" in r]
         last10 = [r["test_acc"] for r in records[-10:] if "test_acc" in r]
         row = {"cell": cell_name(method, teacher), "seed": seed, "finished": (folder / "finished.json").exists(),
-               "final": np.nan, "best": np.nan, "last10": np.nan, "tail": np.nan}
+               "final": np.nan, "best": np.nan, "last10": np.nan, "change": np.nan,
+               "core_hours": run_core_hours(folder, records)}
         if accs:
             row.update(final=accs[-1], best=max(accs), last10=float(np.mean(last10)) if last10 else np.nan,
-                       tail=tail_change([r["epoch"] for r in records if "test_acc" in r], accs))
+                       change=tail_change([r["epoch"] for r in records if "test_acc" in r], accs))
         elif (folder / "teacher.json").exists():
             row["final"] = json.loads((folder / "teacher.json").read_text())["test_acc"]
         else:
@@ -139,10 +149,10 @@ def accuracy_summary(root, protocol):
     if not runs:
         raise FileNotFoundError(f"no run of protocol {protocol!r} under {root} has finished an epoch")
     df = pd.DataFrame(runs)
-    out = df.groupby("cell").agg(seeds=("seed", "size"), finished=("finished", "sum"),
-                                 **{f"{k}{suffix}": (k, agg) for k in ("final", "best", "last10")
+    out = df.groupby("cell").agg(seeds=("seed", "size"), finished=("finished", "sum"), core_hours=("core_hours", "sum"),
+                                 **{f"{k}{suffix}": (k, agg) for k in ("final", "best", "last10", "change")
                                     for suffix, agg in (("", "mean"), ("_std", "std"))})
-    for k in ("final", "best", "last10"):  # pandas gives NaN for the std of one value
+    for k in ("final", "best", "last10", "change"):  # pandas gives NaN for the std of one value
         out[k + "_std"] = out[k + "_std"].where(out[k].isna() | (out["seeds"] > 1), 0.0)
     order = {c: i for i, c in enumerate(CELLS)}
     return out.reset_index().sort_values("cell", key=lambda c: c.map(order)).reset_index(drop=True)

@@ -426,6 +426,7 @@ def distil(protocol, ds, method, seed, teacher=None, teacher_seed=0, opts=None):
     run = RunDir(path, _identity(protocol, ds, method, seed, **extra), environment(opts.device, opts.bf16),
                  ds.provenance, opts.allow_env_change).open()
     try:
+        start = time.perf_counter()
         torch.manual_seed(seed)
         student = build_model(protocol.student_arch)
         if init is not None:
@@ -437,7 +438,8 @@ def distil(protocol, ds, method, seed, teacher=None, teacher_seed=0, opts=None):
                           teacher_cache=opts.teacher_cache, cache_share=opts.cache_share, bf16=opts.bf16,
                           pid_teachers={k: m for k, (m, _) in teachers.items()}, pid_seed=seed,
                           tap_cache=TapCache(opts.tap_cache, run.env) if opts.tap_cache else None, log=opts.log)
-        summary = _fit(run, trainer, protocol, opts, path.name, pid=True)
+        setup = time.perf_counter() - start  # the teacher cache, when it is built: outside the epochs' seconds
+        summary = {**_fit(run, trainer, protocol, opts, path.name, pid=True), "setup_seconds": setup}
         state = {k: v.detach().cpu().contiguous() for k, v in trainer.distiller.student.state_dict().items()}
         atomic_torch_save(state, path / "student.pt")
         run.finish(summary)

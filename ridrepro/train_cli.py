@@ -224,17 +224,19 @@ def cmd_summary(args):
     from ridrepro.results import accuracy_summary
 
     table = accuracy_summary(args.runs, args.protocol)
-    cols = [f"{c}{suffix}" for c in ("final", "best", "last10", "tail") for suffix in ("", "_std")]
+    cols = [f"{c}{suffix}" for c in ("final", "best", "last10", "change") for suffix in ("", "_std")]
     if args.format == "json":
         records = table.astype(object).where(table.notna(), None).to_dict("records")
         print(json.dumps(records, indent=2, default=int))
     elif args.format == "csv":
-        print(table[["cell", "seeds", "finished", *cols]].to_csv(index=False), end="")
+        print(table[["cell", "seeds", "finished", *cols, "core_hours"]].to_csv(index=False), end="")
     else:
         fmt = lambda m, s: "-" if m != m else f"{m:.4f} ± {s:.4f}"  # m != m: NaN
-        print("| cell | seeds (finished) | final | best | mean of last 10 | change over last 20 % |\n"
-              "|---|---|---|---|---|---|")
+        print("| cell | seeds (finished) | final | best | mean of last 10 | change over last 20 % | core-hours |\n"
+              "|---|---|---|---|---|---|---|")
         for r in table.itertuples():
             print(f"| {r.cell} | {r.seeds} ({r.finished}) | " + " | ".join(
-                fmt(getattr(r, c), getattr(r, c + "_std")) for c in ("final", "best", "last10", "tail")) + " |")
+                fmt(getattr(r, c), getattr(r, c + "_std")) for c in ("final", "best", "last10", "change"))
+                + f" | {r.core_hours:.2f} |")
+        print(f"| all | {table.seeds.sum()} ({table.finished.sum()}) | | | | | {table.core_hours.sum():.2f} |")
     return 0

@@ -66,12 +66,13 @@ def test_smoke_grid_end_to_end(tmp_path):
 
 def write_run(folder, accs, finished=True):
     folder.mkdir(parents=True)
-    (folder / "config.json").write_text("{}")
+    (folder / "config.json").write_text(json.dumps({"environment": {"threads": 2}}))
     (folder / "metrics.jsonl").write_text("".join(
-        json.dumps({"epoch": i + 1, "phase": "student", "test_acc": a, "train_acc": a, "lr": {"student": 0.1}}) + "\n"
+        json.dumps({"epoch": i + 1, "phase": "student", "test_acc": a, "train_acc": a, "lr": {"student": 0.1},
+                    "seconds": 90.0}) + "\n"
         for i, a in enumerate(accs)))
     if finished:
-        (folder / "finished.json").write_text("{}")
+        (folder / "finished.json").write_text(json.dumps({"setup_seconds": 36.0}))
 
 
 def test_summary_statistics(tmp_path):
@@ -91,7 +92,8 @@ def test_summary_statistics(tmp_path):
     assert r.final_std == pytest.approx(statistics.stdev([1.1, 0.5]))
     assert r.last10 == pytest.approx((statistics.fmean(a[-10:]) + 0.5) / 2)
     assert r.best == pytest.approx((1.1 + 0.5) / 2)
-    assert r.tail == pytest.approx((0.1 * 2.4 + 0.0) / 2)  # rising 0.1 per epoch over the last 2.4 epochs; flat
+    assert r.core_hours == pytest.approx(((12 * 90 + 36) + 12 * 90) * 2 / 3600)  # s1 is unfinished: no set-up
+    assert r.change == pytest.approx((0.1 * 2.4 + 0.0) / 2)  # rising 0.1 per epoch over the last 2.4 epochs; flat
     bas, teacher = table.set_index("cell").loc["BAS"], table.set_index("cell").loc["teacher-ut"]
     assert bas.final == 0.4 and bas.final_std == 0.0 and bas.last10 == pytest.approx(0.35)
     assert teacher.final == 0.1 and teacher.best != teacher.best  # NaN: an untrained teacher has no epochs
@@ -101,12 +103,12 @@ def test_summary_formats(capsys, tmp_path):
     write_run(tmp_path / "p" / "vid-ut-s0", [0.2, 0.25])
     assert main(["summary", "--protocol", "p", "--runs", str(tmp_path), "--format", "csv"]) == 0
     assert capsys.readouterr().out.splitlines() == [
-        "cell,seeds,finished,final,final_std,best,best_std,last10,last10_std,tail,tail_std",
-        "VID-ut,1,1,0.25,0.0,0.25,0.0,0.225,0.0,,"]  # tail: one evaluated epoch in the last 20 %, no line
+        "cell,seeds,finished,final,final_std,best,best_std,last10,last10_std,change,change_std,core_hours",
+        "VID-ut,1,1,0.25,0.0,0.25,0.0,0.225,0.0,,,0.12"]  # change: one evaluated epoch in the last 20 %, no line
     assert main(["summary", "--protocol", "p", "--runs", str(tmp_path), "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["last10"] == pytest.approx(0.225)
     assert main(["summary", "--protocol", "p", "--runs", str(tmp_path)]) == 0
-    assert "| VID-ut | 1 (1) | 0.2500 ± 0.0000 | 0.2500 ± 0.0000 | 0.2250 ± 0.0000 | - |" in capsys.readouterr().out
+    assert "| VID-ut | 1 (1) | 0.2500 ± 0.0000 | 0.2500 ± 0.0000 | 0.2250 ± 0.0000 | - | 0.12 |" in capsys.readouterr().out
 
 
 def test_clean_errors(capsys, tmp_path):
