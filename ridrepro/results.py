@@ -116,10 +116,11 @@ def tail_change(epochs, accs, fraction=0.2):
 
 
 def run_core_hours(folder, records):
-    """A run's cost: the wall seconds of its epochs (training, evaluation, PID) plus the set-up of its last
-    session (finished.json's setup_seconds: the teacher cache), times its thread count."""
+    """A run's cost: the wall seconds of its epochs (training, evaluation, PID) plus those outside them in its
+    last session (finished.json's other_seconds: a student's teacher cache, a teacher's final evaluation),
+    times its thread count."""
     finished = folder / "finished.json"
-    setup = json.loads(finished.read_text()).get("setup_seconds", 0.0) if finished.exists() else 0.0
+    setup = json.loads(finished.read_text()).get("other_seconds", 0.0) if finished.exists() else 0.0
     threads = json.loads((folder / "config.json").read_text()).get("environment", {}).get("threads", 1)
     return (sum(r.get("seconds", 0.0) for r in records) + setup) * threads / 3600
 
