@@ -411,8 +411,9 @@ class Trainer:
 
         records = []
         for label in self.pid_teachers:
+            teacher_taps = self.teacher_test_taps(label).cpu()  # before the clock: "seconds" times the PID alone
             start = time.perf_counter()
-            res = representation_pid(self.teacher_test_taps(label).cpu(), student_taps.cpu(), self.data.test_y.cpu(),
+            res = representation_pid(teacher_taps, student_taps.cpu(), self.data.test_y.cpu(),
                                      preset=self.protocol.pid_preset, seed=self.pid_seed,
                                      bootstrap=PID_BOOTSTRAP, **self.protocol.pid_overrides)
             records.append({"epoch": self.epoch, "teacher": label, "layer": self.protocol.pid_layer,
