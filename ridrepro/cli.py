@@ -5,7 +5,7 @@ import importlib
 import sys
 
 # Modules exposing add_commands(subparsers); each subcommand sets `func` and returns an exit code.
-SUBSYSTEMS = ["ridrepro.data", "ridrepro.train_cli", "ridrepro.pid.cli"]
+SUBSYSTEMS = ["ridrepro.data", "ridrepro.train_cli", "ridrepro.pid.cli", "ridrepro.probes_grid"]
 
 
 def main(argv=None):

@@ -251,3 +251,87 @@ def test_cka_matrix_of_taps():
     m = probes.cka_matrix(a, b)
     assert float(m[0, 0]) == pytest.approx(1.0, abs=1e-6)
     assert float(m[1, 1]) == pytest.approx(probes.linear_cka(a[1], b[1]), abs=1e-12)
+
+
+# ----------------------------------------------------------------------------- the grid driver
+
+def _fake_grid(root):
+    """A smoke-protocol grid: a tt teacher, two BAS seeds, a "RID" student that is the teacher itself (same
+    architecture under smoke), a finished VID run without its weights; everything else absent."""
+    import json
+
+    from ridrepro.engine import build_model
+    from ridrepro.protocols import get_protocol
+    from ridrepro.runs import save_teacher, student_dir, teacher_dir
+
+    protocol = get_protocol("smoke")
+    torch.manual_seed(0)
+    teacher = build_model(protocol.teacher_arch)
+    path = teacher_dir(root, "smoke", "tt", 0)
+    path.mkdir(parents=True)
+    save_teacher(path, teacher, protocol.teacher_arch, 0, "tt", 0.1, "smoke", 0)
+    (path / "config.json").write_text("{}")
+    runs = {("bas", 0, None): build_model(protocol.student_arch), ("bas", 1, None): build_model(protocol.student_arch),
+            ("rid", 0, "tt"): teacher, ("vid", 1, "tt"): None}
+    for (method, seed, kind), model in runs.items():
+        folder = student_dir(root, "smoke", method, seed, kind)
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text("{}")
+        (folder / "finished.json").write_text(json.dumps({"final_acc": 0.1}))
+        if model is not None:
+            torch.save(model.state_dict(), folder / "student.pt")
+    return protocol, teacher
+
+
+def test_probe_grid_on_a_fake_grid(tmp_path):
+    import pandas as pd
+
+    from ridrepro import probes_grid
+
+    protocol, teacher = _fake_grid(tmp_path)
+    x, y = images(20, 32, seed=4), torch.arange(20) % 10
+    res = probes_grid.probe_grid(tmp_path, protocol, x, y, seeds=(0, 1), eps=16 / 255, batch_size=10,
+                                 log=lambda m: None)
+    missing = {m["run"]: m["reason"] for m in res["missing"]}
+    assert missing["teacher-ut-s0"] == "no run folder"
+    assert missing["vid-tt-s1"] == "finished but student.pt is not there"
+    assert missing["rid-tt-s1"] == "no run folder" and "ted-ut-s0" in missing
+    df = pd.DataFrame(res["rows"])
+    v = df.set_index(["run", "probe", "against"])["value"]
+    # the "distilled" student is the teacher: it agrees everywhere, KL 0, CKA 1, fooled by all of its images
+    assert v["rid-tt-s0", "agreement", "teacher-tt-s0"] == 1.0
+    assert v["rid-tt-s0", "kl", "teacher-tt-s0"] == pytest.approx(0.0, abs=1e-9)
+    for i in (1, 2, 3):
+        assert v["rid-tt-s0", f"cka_{i}", "teacher-tt-s0"] == pytest.approx(1.0, abs=1e-9)
+    kept = df[(df.run == "teacher-tt-s0") & (df.probe == "bim_kept")].value.item()
+    assert kept > 0 and v["rid-tt-s0", "fool_teacher", "teacher-tt-s0"] == 1.0
+    # its CAMs are the teacher's: it wins on every image where the teacher's map is not empty (ties count half)
+    cam_t = probes.grad_cam(teacher, x, y, protocol.norm)
+    empty = float((cam_t.norm(dim=1) == 0).double().mean())
+    assert v["rid-tt-s0", "localisation", "bas-s1"] == pytest.approx(1.0 - 0.5 * empty)
+    # the controls: Ind against Ind, and foreign attackers
+    assert ("bas-s0", "localisation", "bas-s1") in v.index and ("bas-s1", "localisation", "bas-s0") in v.index
+    assert {("rid-tt-s0", "fool_foreign", "bas-s0"), ("rid-tt-s0", "fool_foreign", "bas-s1"),
+            ("bas-s0", "fool_foreign", "bas-s1")} <= set(v.index)
+    assert ("bas-s0", "fool_foreign", "bas-s0") not in v.index  # an attacker does not score itself
+    assert set(df[df.run == "bas-s0"].cell) == {"BAS"} and set(df[df.run == "rid-tt-s0"].cell) == {"RID-tt"}
+    assert set(df.probe) >= {"accuracy", "agreement", "kl", "fool_teacher", "fool_foreign", "invariance_crop_flip",
+                             "invariance_jitter", "cam_cos", "cka_1", "localisation", "bim_kept"}
+    js, csv = probes_grid.write(res, tmp_path / "out")
+    assert len(pd.read_csv(csv)) == len(df) and js.exists()
+    assert set(res["seconds"]) >= {"teacher-tt-s0", "bas-s0", "rid-tt-s0", "attack bas-s0"}
+
+
+def test_partner_seeds():
+    from ridrepro.probes_grid import _partner
+
+    assert _partner(0, [0, 1, 2]) == 1 and _partner(2, [0, 1, 2]) == 0 and _partner(1, [0, 2]) == 2
+    assert _partner(0, [0]) is None and _partner(5, [0]) == 0
+
+
+def test_probes_command_is_registered(capsys):
+    from ridrepro.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["probes", "--help"])
+    assert e.value.code == 0 and "--protocol" in capsys.readouterr().out
