@@ -15,6 +15,7 @@ place, and every other student's fooling rate on its kept images is a row (again
 """
 
 import json
+import math
 import re
 import time
 from pathlib import Path
@@ -118,8 +119,9 @@ def probe_grid(root, protocol, x=None, y=None, *, data=None, n_images=1000, subs
         m = RUN_NAME.fullmatch(run)
         seed = int(m["seed"])
         cell = cell_name(m["method"], m["teacher"])
+        value = float(value)  # NaN (a fooling rate with no kept image) is written as null: strict JSON
         rows.append({"teacher": teacher, "cell": cell, "run": run, "seed": seed, "probe": probe, "against": against,
-                     "value": float(value), "n": int(count)})
+                     "value": None if math.isnan(value) else value, "n": int(count)})
 
     # --- teachers: everything a student is compared with, computed once -------------------------------------
     tstate = {}
@@ -227,19 +229,20 @@ def write(result, out):
     base = out.with_suffix("") if out.suffix in (".json", ".csv") else out
     base.parent.mkdir(parents=True, exist_ok=True)
     js, csv = base.with_suffix(".json"), base.with_suffix(".csv")
-    js.write_text(json.dumps(result, indent=1) + "\n")
+    js.write_text(json.dumps(result, indent=1, allow_nan=False) + "\n")
     pd.DataFrame(result["rows"], columns=["teacher", "cell", "run", "seed", "probe", "against", "value", "n"]).to_csv(
         csv, index=False)
     return js, csv
 
 
-def table(result):
-    """Mean and standard deviation over seeds per (teacher, cell, probe): the probes table."""
+def table(result, stat="mean"):
+    """The probes table: one row per (teacher, cell), one column per probe, the `stat` ("mean", "std", "count")
+    over seeds (and, for fool_foreign, over attackers; its teacher is "-": no teacher is involved)."""
     import pandas as pd
 
     df = pd.DataFrame(result["rows"])
-    out = df.groupby(["teacher", "cell", "probe"], dropna=False)["value"].agg(["mean", "std", "count"]).reset_index()
-    return out.pivot_table(index=["teacher", "cell"], columns="probe", values="mean", dropna=False)
+    df["teacher"] = df["teacher"].fillna("-")
+    return df.pivot_table(index=["teacher", "cell"], columns="probe", values="value", aggfunc=stat)
 
 
 # ----------------------------------------------------------------------------- command line

@@ -284,6 +284,8 @@ def _fake_grid(root):
 
 
 def test_probe_grid_on_a_fake_grid(tmp_path):
+    import json
+
     import pandas as pd
 
     from ridrepro import probes_grid
@@ -317,7 +319,11 @@ def test_probe_grid_on_a_fake_grid(tmp_path):
     assert set(df[df.run == "bas-s0"].cell) == {"BAS"} and set(df[df.run == "rid-tt-s0"].cell) == {"RID-tt"}
     assert set(df.probe) >= {"accuracy", "agreement", "kl", "fool_teacher", "fool_foreign", "invariance_crop_flip",
                              "invariance_jitter", "cam_cos", "cka_1", "localisation", "bim_kept"}
+    wide = probes_grid.table(res)
+    assert wide.loc[("tt", "RID-tt"), "agreement"] == 1.0 and wide.loc[("-", "BAS"), "fool_foreign"] >= 0
+    assert probes_grid.table(res, "count").loc[("tt", "BAS"), "agreement"] == 2  # two seeds
     js, csv = probes_grid.write(res, tmp_path / "out")
+    assert json.loads(js.read_text())["rows"] == res["rows"]  # strict JSON: NaN is written as null
     assert len(pd.read_csv(csv)) == len(df) and js.exists()
     assert set(res["seconds"]) >= {"teacher-tt-s0", "bas-s0", "rid-tt-s0", "attack bas-s0"}
 
