@@ -10,7 +10,9 @@ Pairings (CHOICE): each distilled student S_d of seed s is compared with the ind
 bas-s<p>, p the next BAS seed after s (cyclically) among those with weights, so that S_i never shares S_d's
 initialisation (a student of seed s starts from the same weights as bas-s<s>); the Ind-against-Ind control
 scores bas-s<s> against the same partner. With a single BAS seed, that seed is everyone's S_i and the
-control is reported missing. Foreign attackers: every BAS seed with weights is attacked in the teacher's
+control is reported missing. With exactly two BAS seeds the two Ind-against-Ind scores are s and 1 - s
+(up to ties), so their mean is 0.5 by construction: only their spread says something; three seeds pair
+0-1, 1-2, 2-0 and do not cancel. Foreign attackers: every BAS seed with weights is attacked in the teacher's
 place, and every other student's fooling rate on its kept images is a row (against = the attacker).
 
 Cost on 1,000 images, one thread of a 2-core AVX2 machine shared with two training processes: 140-180 s per
