@@ -15,7 +15,7 @@ import torch
 from torch.nn.utils import clip_grad_norm_
 
 from ridrepro.data import norm_tensors, normalize, random_crop_flip
-from ridrepro.distill import BAS, RID, TED, VID
+from ridrepro.distill import BAS, CIFD, RID, TED, VID
 from ridrepro.models import WideResNet, init_authors_
 
 
@@ -58,6 +58,8 @@ def _distiller(method, student, teacher, num_classes):
     if kind == "ted":
         return TED(student, teacher, lam=method.lam[0], stage1_epochs=method.ted_stage1_epochs,
                    num_classes=num_classes)
+    if kind == "cifd":
+        return CIFD(student, teacher, lam=method.lam, **method.cifd, num_classes=num_classes)
     raise ValueError(f"unknown method kind {kind!r}")
 
 

@@ -49,7 +49,7 @@ class Optim:
 
 @dataclass(frozen=True)
 class Method:
-    kind: str  # bas | vid | rid | ted | teacher
+    kind: str  # bas | vid | rid | ted | cifd | teacher
     optim: dict  # parameter-group name -> Optim
     clip: float | None = None  # gradient-norm clipping per optimiser
     lam: tuple = ()  # loss weights: vid (lambda,), rid (lambda1, lambda2), ted (lambda,)
@@ -60,6 +60,16 @@ class Method:
     # Train-mode forwards of the student per step. 2 reproduces Lightning's training_step + predict_step in the
     # authors' code (divergence 10): batch-norm running statistics then take two momentum updates per batch.
     bn_updates: int = 1
+
+
+@dataclass(frozen=True)
+class CIFDMethod(Method):
+    """A Method with CIFD's own settings (ridrepro.distill.cifd). A subclass, not a new Method field, so that the
+    other methods' specs, and with them the identities of their committed runs, stay what they were.
+
+    lam = (w_ce, w_kd, w_rdm, w_ibm); cifd: rates (nats, one RDM each), d_z, hidden, d_ib, beta_ib, tau,
+    stage1_epochs. Parameter groups: "rdm" (stage 1) and "student" (the student and the IBM, stage 2)."""
+    cifd: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -308,6 +318,23 @@ _K_EPOCHS = 40
 _K_LR = replace(_CODE_SQUARED, milestones=(20, 27), squared=False)  # paper-code (150, 200) of 300: 1/2, 2/3
 _K_STUDENT = replace(_SGD, schedule=_K_LR)
 _K_RID_OPTIM = {"student": replace(_SGD, schedule=replace(_K_LR, stepped=False)), "filter": _SGD}
+# CIFD (issue 14; ridrepro/distill/cifd.py, where each CHOICE below is explained). Not a method of the paper, so
+# no paper-code value exists; its student gets BAS's and VID's settings (SGD 0.05, drops after epochs 20 and 27,
+# clipping 100, no augmentation, the same 40 epochs and batch), and its first `stage1_epochs` epochs train the
+# RDMs alone on the teacher's cached taps (as RID's filter epochs and TED's stage 1 take epochs from the student).
+# CHOICE: 4 RDMs at 1, 4, 16 and 64 nats (the class label holds ln 10 = 2.3 nats: the lowest rate cannot carry
+# all of it, the highest carries nearly all of e_T), d_z = 32 channel dims, hidden 256; stage 1 = 4 epochs of
+# Adam at 3e-3 (128 steps on 4,000 embeddings); weights w_ce = w_kd = w_rdm = w_ibm = 1, tau = 4 (Hinton's CIFAR
+# value), IBM d_ib = 64 with beta_ib = 0.01.
+_CIFD = dict(rates=(1.0, 4.0, 16.0, 64.0), d_z=32, hidden=256, d_ib=64, beta_ib=0.01, tau=4.0, stage1_epochs=4)
+_RDM_ADAM = Optim("adam", lr=3e-3, momentum=0.0, nesterov=False, weight_decay=0.0)
+
+
+def _cifd(student_optim, clip, **settings):
+    return CIFDMethod("cifd", {"student": student_optim, "rdm": _RDM_ADAM}, clip=clip, lam=(1.0, 1.0, 1.0, 1.0),
+                      cifd=dict(_CIFD, **settings))
+
+
 CPU_4K = replace(
     PAPER_CODE,
     name="cpu-4k",
@@ -323,6 +350,9 @@ CPU_4K = replace(
         "rid": replace(PAPER_CODE.methods["rid"], optim=_K_RID_OPTIM, rid=dict(_CODE_RID, q=4)),
         # one cycle of 40, r = 1/8: epochs 0..4 filter, then student
         "ted": replace(PAPER_CODE.methods["ted"], optim=_K_RID_OPTIM, rid=dict(PAPER_CODE.methods["ted"].rid, q=40)),
+        # the student's optimiser, schedule and clipping are VID's; one batch-norm update per step, as RID and TED
+        # (divergence 10 is Lightning's second forward in BAS and VID). Epochs 0..3 the RDMs only, 4..39 the student.
+        "cifd": _cifd(_K_STUDENT, 100.0),
     },
     train_per_class=400,  # paper-code 5000, for the students
     test_per_class=None,  # the whole test set, as paper-code
@@ -357,6 +387,9 @@ SMOKE = replace(
                       rid=dict(_CODE_RID, cycles=2, q=2, r=0.5)),
         "ted": Method("rid", _S_RID_OPTIM, clip=100.0, lam=(1.0, 10.0),
                       rid=dict(_CODE_RID, cycles=1, q=4, r=0.25)),
+        # epoch 0 the RDMs (3 of them, small), epochs 1..3 the student
+        "cifd": _cifd(replace(_SGD, schedule=_S_SQUARED), 100.0, rates=(1.0, 8.0, 64.0), hidden=32, d_ib=16,
+                      stage1_epochs=1),
     },
     batch_size=64,
     eval_batch_size=100,
