@@ -23,7 +23,7 @@ NBVAL := --nbval --nbval-sanitize-with book/nbval_sanitize.cfg --nbval-cell-time
 # Chapters that train networks while they run. Their float trajectories depend on the CPU's kernels, so
 # their trajectory-dependent outputs are checked as claims with thresholds (nbval-ignore-output on the
 # tables), and the suite re-runs them on torch's baseline kernels to show the claims hold off this CPU too.
-TRAINING_CHAPTERS := book/neural_toy.ipynb
+TRAINING_CHAPTERS := book/neural_toy.ipynb book/rid_theory.ipynb
 
 # Unit tests, then every chapter re-executed by nbval against its stored outputs (chapters pin
 # their own thread counts, so the outputs do not depend on this machine's cores), then the training
