@@ -10,6 +10,8 @@ Module (IBM) in the student (a stochastic bottleneck on the student's penultimat
 decoders to e_T and to every e_k) regularises the feedback from many RDMs; it is not part of the student
 network, so inference (and every evaluation) reads the clean h_S through the student's own classifier.
 
+e_T, e_k and the IBM's targets are standardised with e_T's training statistics (CHOICE, see Standardizer).
+
 Two stages, as two phases of the engine's loop (as TED's stage 1 and 2; the RDMs read the teacher's cached
 taps, so stage 1 never runs the teacher or the student):
   "rdm" (the first `stage1_epochs` epochs), only the RDMs step, per RDM k:
@@ -73,9 +75,37 @@ def kl_div(p_logits, q_logits, tau=1.0):
                     reduction="batchmean") * tau ** 2
 
 
+class Standardizer(nn.Module):
+    """Per-dimension mean and std of e_T, accumulated exactly over every batch the "rdm" phase sees (so after
+    its first epoch they are the training split's), fixed afterwards; buffers, so checkpoints carry them.
+    CHOICE: RDMs and IBM decoders work on standardised e_T (an untrained teacher's embedding can have any scale,
+    and a fixed learning rate cannot follow it); each dimension then weighs equally in the distortion."""
+
+    def __init__(self, d):
+        super().__init__()
+        self.register_buffer("total", torch.zeros(d, dtype=torch.float64))
+        self.register_buffer("total_sq", torch.zeros(d, dtype=torch.float64))
+        self.register_buffer("count", torch.zeros((), dtype=torch.float64))
+
+    @torch.no_grad()
+    def update(self, e):
+        e = e.detach().double()
+        self.total += e.sum(0)
+        self.total_sq += (e ** 2).sum(0)
+        self.count += len(e)
+
+    def forward(self, e):
+        if self.count == 0:
+            return e
+        mean = self.total / self.count
+        std = (self.total_sq / self.count - mean ** 2).clamp_min(0).sqrt() + 1e-6
+        return (e - mean.to(e.dtype)) / std.to(e.dtype)
+
+
 class RDM(nn.Module):
     """encoder (Linear-ReLU-Linear) -> unit-power Gaussian channel of `rate` nats -> decoder (Linear-ReLU-Linear)
-    -> e_k, and a linear head on e_k. CHOICE: 2-layer MLPs of `hidden` units ("2-3 layers" [S]), d_z channel dims."""
+    -> e_k, and a linear head on e_k, all on standardised e_T (Standardizer). CHOICE: 2-layer MLPs of `hidden`
+    units ("2-3 layers" [S]), d_z channel dims."""
 
     def __init__(self, d_in, rate, d_z=32, hidden=256, num_classes=10):
         super().__init__()
@@ -129,6 +159,7 @@ class CIFD(Distiller):
         d_t, d_s = teacher.linear.in_features, student.linear.in_features
         self.rdms = nn.ModuleList(RDM(d_t, r, d_z, hidden, num_classes) for r in rates)
         self.ibm = IBM(d_s, d_t, len(rates), d_ib)
+        self.standardize = Standardizer(d_t)
         self._h = None  # the student's embedding, as its classifier read it in the last forward
         student.linear.register_forward_pre_hook(self._keep_embedding)
 
@@ -153,6 +184,9 @@ class CIFD(Distiller):
 
     def loss(self, x, y, t_taps, phase):
         e_t, t_logits = self.teacher_outputs(t_taps)
+        if phase == "rdm":
+            self.standardize.update(e_t)
+        e_t = self.standardize(e_t)
         if phase == "rdm":  # stage 1: the student does not run
             total, terms = 0.0, {}
             for k, rdm in enumerate(self.rdms):
@@ -183,7 +217,7 @@ class CIFD(Distiller):
 # ----------------------------------------------------------------------------- stage 1 alone, and the RD curve
 
 def fit_rdms(rdms, e_t, t_logits, y, epochs, batch_size=128, lr=3e-3, clip=100.0, seed=0):
-    """Stage 1 outside the engine, on embeddings in memory: what the "rdm" phase does (the same loss, Adam,
+    """Stage 1 outside the engine, on (standardised) embeddings in memory: what the "rdm" phase does (the same loss, Adam,
     clipping, one shuffle per epoch), for the rate-distortion curve and tests. Returns the last epoch's mean loss."""
     opt = torch.optim.Adam(rdms.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
@@ -213,14 +247,18 @@ def rate_distortion(train, test, rates, d_z=32, hidden=256, epochs=4, batch_size
                     pid=True, pid_preset="paper-code", **pid_overrides):
     """One RDM per rate trained on `train` and measured on `test`, each an (e_T, teacher logits, y) triple.
 
-    One row per rate: rate (nats, set by the channel), test NMSE (distortion), RDM accuracy, teacher accuracy,
+    One row per rate: rate (nats, set by the channel), test NMSE of the standardised e_T (distortion), RDM accuracy, teacher accuracy,
     agreement with the teacher's top-1, KL(p_T || p_k), and with pid=True the PID of (e_T, e_k; Y) on the test
-    set (ridrepro.pid.representation_pid, the engine's features path: L2-normalised rows, PCA, KMeans).
+    set (ridrepro.pid.representation_pid, the engine's features path: L2-normalised rows, PCA, KMeans), with
+    e_T and e_k both standardised by the training split's statistics.
     CHOICE: each RDM is trained alone (stage 1 sums independent losses, so this equals training them together
     up to the noise draws), with the method's stage-1 settings by default.
     """
     e_tr, l_tr, y_tr = train
     e_te, l_te, y_te = test
+    std = Standardizer(e_tr.shape[1])
+    std.update(e_tr)  # what the engine's "rdm" phase has accumulated after its first epoch
+    e_tr, e_te = std(e_tr), std(e_te)
     rows = []
     for i, rate in enumerate(rates):
         torch.manual_seed(seed + i)
