@@ -157,7 +157,7 @@ def _check_shared(ray, marker):
 
 
 def run_grid(args):
-    from ridrepro.train_cli import cell_args, grid_tasks  # train_cli imports this module lazily, so no cycle
+    from ridrepro.train_cli import cell_args, grid_methods, grid_tasks  # train_cli imports this module lazily, so no cycle
     gpus, cpus, device, threads = _check_args(args)
     try:
         import ray
@@ -169,7 +169,7 @@ def run_grid(args):
     root = Path(args.runs).resolve()
     if args.data:
         args.data = str(Path(args.data).resolve())
-    tasks = grid_tasks(protocol, args.seeds, args.methods, root)
+    tasks = grid_tasks(protocol, args.seeds, grid_methods(protocol, args.methods), root)
     todo = [t for t in tasks if not (t[2] / "finished.json").exists()]
     print(f"grid {protocol.name}: {len(tasks)} runs, {len(tasks) - len(todo)} finished, {len(todo)} to run, "
           f"ray: {cpus:g} CPUs and {gpus:g} GPUs per cell, {threads} threads", flush=True)

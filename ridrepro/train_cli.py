@@ -17,7 +17,7 @@ import torch
 from ridrepro.protocols import PROTOCOLS, get_protocol
 from ridrepro.runs import ALLOW_ENV_FLAG, TEACHER_KINDS, Options, distil, ensure_teacher, student_dir, teacher_dir
 
-METHODS = ("bas", "vid", "rid", "ted")
+METHODS = ("bas", "vid", "rid", "ted", "cifd")  # each protocol offers some of them (Protocol.methods)
 
 
 def _common(p):
@@ -60,7 +60,7 @@ def add_commands(sub):
                                     "for each seed; skips finished runs and resumes partial ones")
     _common(p)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    p.add_argument("--methods", nargs="+", choices=METHODS, help="default: every method of the protocol")
     p.add_argument("--jobs", type=int, help="local backend: cells run side by side as separate processes (default 1)")
     p.add_argument("--backend", choices=["local", "ray"], default="local",
                    help="local (default): subprocesses on this machine; ray: each cell a Ray task (ridrepro.grid_ray)")
@@ -134,6 +134,11 @@ def cmd_distil(args):
 
 # ----------------------------------------------------------------------------- grid
 
+def grid_methods(protocol, methods=None):
+    """The methods of a grid: those asked for, or every method of the protocol (in METHODS order)."""
+    return list(methods) if methods else [m for m in METHODS if m in protocol.methods]
+
+
 def grid_tasks(protocol, seeds, methods, root):
     """(name, argv, folder, dependencies) in the order they should start."""
     tasks = []
@@ -181,7 +186,7 @@ def cmd_grid(args):
     args.jobs = args.jobs or 1
     protocol, opts = _setup(args)
     root = Path(args.runs)
-    tasks = grid_tasks(protocol, args.seeds, args.methods, root)
+    tasks = grid_tasks(protocol, args.seeds, grid_methods(protocol, args.methods), root)
     done = {n for n, _, folder, _ in tasks if (folder / "finished.json").exists()}
     failed, running, pending = set(), {}, [t for t in tasks if t[0] not in done]
     print(f"grid {protocol.name}: {len(tasks)} runs, {len(done)} finished, {len(pending)} to run, jobs {args.jobs}")

@@ -12,7 +12,7 @@ from ridrepro.cli import main
 from ridrepro.runs import file_sha256
 from ridrepro.results import CELLS as TABLE_CELLS, accuracy_summary
 
-CELLS = ["bas", "vid-tt", "vid-ut", "rid-tt", "rid-ut", "ted-tt", "ted-ut"]
+CELLS = ["bas", "vid-tt", "vid-ut", "rid-tt", "rid-ut", "ted-tt", "ted-ut", "cifd-tt", "cifd-ut"]
 
 
 def data_args():
@@ -35,9 +35,9 @@ def test_smoke_grid_end_to_end(tmp_path):
     cmd = [sys.executable, "-m", "ridrepro", "grid", "--protocol", "smoke", "--seeds", "0", "1", "--jobs", "2",
            "--runs", str(runs), *data_args()]
     env = dict(os.environ, CI="1")
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)  # 20 runs since cifd
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "16 runs, 0 finished, 16 to run" in out.stdout
+    assert "20 runs, 0 finished, 20 to run" in out.stdout
     base = runs / "smoke"
     for seed in (0, 1):
         for cell in CELLS:
@@ -56,7 +56,7 @@ def test_smoke_grid_end_to_end(tmp_path):
         info = json.loads((base / f"teacher-{kind}-s0" / "teacher.json").read_text())
         assert info["sha256"] == file_sha256(base / f"teacher-{kind}-s0" / "teacher.pt") and info["seed"] == 0
     again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-    assert again.returncode == 0 and "16 finished, 0 to run" in again.stdout
+    assert again.returncode == 0 and "20 finished, 0 to run" in again.stdout
     table = subprocess.run([sys.executable, "-m", "ridrepro", "summary", "--protocol", "smoke", "--runs", str(runs)],
                            capture_output=True, text=True, timeout=120).stdout
     for cell in TABLE_CELLS:
