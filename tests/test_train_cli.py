@@ -108,7 +108,10 @@ def test_summary_formats(capsys, tmp_path):
     assert main(["summary", "--protocol", "p", "--runs", str(tmp_path), "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["last10"] == pytest.approx(0.225)
     assert main(["summary", "--protocol", "p", "--runs", str(tmp_path)]) == 0
-    assert "| VID-ut | 1 (1) | 0.2500 ± 0.0000 | 0.2500 ± 0.0000 | 0.2250 ± 0.0000 | - | 0.12 |" in capsys.readouterr().out
+    assert "| VID-ut | 1 (1) | 0.2500 | 0.2500 | 0.2250 | - | 0.12 |" in capsys.readouterr().out  # n = 1: no ±
+    write_run(tmp_path / "p" / "vid-ut-s1", [0.2, 0.35])
+    assert main(["summary", "--protocol", "p", "--runs", str(tmp_path)]) == 0
+    assert "| VID-ut | 2 (2) | 0.3000 ± 0.0707 |" in capsys.readouterr().out
 
 
 def test_clean_errors(capsys, tmp_path):
