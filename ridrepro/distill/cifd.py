@@ -33,6 +33,8 @@ CHOICE (distortion): NMSE = MSE divided by the batch's variance of the target (s
 scale-free MSE, so that an untrained teacher's embedding scale does not set the weight of the term.
 CHOICE (stage 2's RDM outputs): the RDMs keep their channel noise (a fresh draw per step, from torch's global
 generator, which checkpoints save): without it an RDM would pass e_T at an unlimited rate.
+CHOICE (stage 2's KD): KL at temperature tau scaled by tau^2 (Hinton), to the teacher and to each RDM; the RDMs'
+terms (and the IBM's RDM reconstructions) are averaged over RDMs, so their number does not set their weight.
 CHOICE (IBM): a VIB on h_S (linear encoder to mean and log-variance of d_ib dims, one reparametrised draw,
 weight beta_ib on its KL); additive noise alone could be beaten by scaling h_S up.
 """
@@ -217,8 +219,9 @@ class CIFD(Distiller):
 # ----------------------------------------------------------------------------- stage 1 alone, and the RD curve
 
 def fit_rdms(rdms, e_t, t_logits, y, epochs, batch_size=128, lr=3e-3, clip=100.0, seed=0):
-    """Stage 1 outside the engine, on (standardised) embeddings in memory: what the "rdm" phase does (the same loss, Adam,
-    clipping, one shuffle per epoch), for the rate-distortion curve and tests. Returns the last epoch's mean loss."""
+    """Stage 1 outside the engine, on (standardised) embeddings in memory: what the "rdm" phase does (the same
+    loss, Adam, clipping, one shuffle per epoch), for the rate-distortion curve and tests. Returns the last
+    epoch's mean loss."""
     opt = torch.optim.Adam(rdms.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
     rdms.train()
@@ -247,10 +250,10 @@ def rate_distortion(train, test, rates, d_z=32, hidden=256, epochs=4, batch_size
                     pid=True, pid_preset="paper-code", **pid_overrides):
     """One RDM per rate trained on `train` and measured on `test`, each an (e_T, teacher logits, y) triple.
 
-    One row per rate: rate (nats, set by the channel), test NMSE of the standardised e_T (distortion), RDM accuracy, teacher accuracy,
-    agreement with the teacher's top-1, KL(p_T || p_k), and with pid=True the PID of (e_T, e_k; Y) on the test
-    set (ridrepro.pid.representation_pid, the engine's features path: L2-normalised rows, PCA, KMeans), with
-    e_T and e_k both standardised by the training split's statistics.
+    One row per rate: rate (nats, set by the channel), test NMSE of the standardised e_T (distortion), RDM
+    accuracy, teacher accuracy, agreement with the teacher's top-1, KL(p_T || p_k), and with pid=True the PID
+    of (e_T, e_k; Y) on the test set (ridrepro.pid.representation_pid, the engine's features path: L2-normalised
+    rows, PCA, KMeans), with e_T and e_k both standardised by the training split's statistics.
     CHOICE: each RDM is trained alone (stage 1 sums independent losses, so this equals training them together
     up to the noise draws), with the method's stage-1 settings by default.
     """
@@ -283,7 +286,9 @@ def teacher_rate_distortion(teacher, train_x, train_y, test_x, test_y, norm, rat
                             eval_batch_size=128, **kw):
     """rate_distortion on a frozen teacher network: its embeddings and logits of uint8 images (one forward
     pass each, ridrepro.engine.tap_features). With a protocol: the students' training subset and its test set,
-    e.g. cpu-4k's teacher-ut-s0 (4,000 + 10,000 images, about 2 minutes of WRN-40-2 forward on one core)."""
+    e.g. cpu-4k's teacher-ut-s0 (4,000 + 10,000 images): 7 rates with the method's stage 1 and PID took 735 s
+    on one thread of a 2-core machine at load ~7 (most of it the WRN-40-2 forward); test NMSE fell from 1.02 at
+    0.25 nats to 0.21 at 64, Red(Y: e_T, e_k) rose from 0.015 to 0.088 nats, Uni_T fell from 0.078 to 0.005."""
     from ridrepro.engine import tap_features
 
     def outputs(x):
