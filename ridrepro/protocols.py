@@ -325,8 +325,8 @@ _K_RID_OPTIM = {"student": replace(_SGD, schedule=replace(_K_LR, stepped=False))
 # CHOICE: 4 RDMs at 1, 4, 16 and 64 nats (the class label holds ln 10 = 2.3 nats: the lowest rate cannot carry
 # all of it, the highest carries nearly all of e_T), d_z = 32 channel dims, hidden 256; stage 1 = 4 epochs of
 # Adam at 3e-3 (128 steps on 4,000 embeddings, 4.0 s on one AVX512 thread beside the grid; a stage-2 step runs at
-# ~230 images/s there, BAS's speed: the IBM and the RDMs are small next to the student); weights w_ce = w_kd = w_rdm = w_ibm = 1, tau = 4 (Hinton's CIFAR
-# value), IBM d_ib = 64 with beta_ib = 0.01.
+# ~230 images/s there, BAS's speed: the IBM and the RDMs are small next to the student); weights
+# w_ce = w_kd = w_rdm = w_ibm = 1, tau = 4 (Hinton's CIFAR value), IBM d_ib = 64 with beta_ib = 0.01.
 _CIFD = dict(rates=(1.0, 4.0, 16.0, 64.0), d_z=32, hidden=256, d_ib=64, beta_ib=0.01, tau=4.0, stage1_epochs=4)
 _RDM_ADAM = Optim("adam", lr=3e-3, momentum=0.0, nesterov=False, weight_decay=0.0)
 
