@@ -218,7 +218,7 @@ SCRIPT = textwrap.dedent(f"""
                                                                                      "stage1_epochs": 2}})}})
     distil(p, synthetic_cifar(), "cifd", 0, "ut", opts=Options(sys.argv[1], log=lambda *a: None))
 """)
-TIMING = ("seconds", "train_seconds", "images_per_s")
+TIMING = ("seconds", "cpu_seconds", "train_seconds", "images_per_s")
 
 
 def run_script(root, kill_after=None):
