@@ -22,13 +22,14 @@ taps, so stage 1 never runs the teacher or the student):
 
 CHOICE (the rate term): a Gaussian channel with a power constraint rather than a VIB penalty. The encoder's
 d_z outputs are scaled to unit power per dimension (each sample's vector to norm sqrt(d_z)), then N(0, s_k^2)
-noise is added, so I(e_T; channel output) <= (d_z / 2) ln(1 + 1 / s_k^2) = R_k nats exactly (the capacity of
-d_z parallel unit-power Gaussian channels; data processing bounds what reaches e_k). Why: the rate of each RDM
+noise is added, so I(e_T; channel output) <= (d_z / 2) ln(1 + 1 / s_k^2) = R_k nats, with s_k solved from R_k
+(the capacity of d_z parallel unit-power Gaussian channels; data processing bounds what reaches e_k). Why: the rate of each RDM
 is then set, not learnt, so it is the same for the trained and the untrained teacher (the comparison this
 project makes), RDMs are ordered by rate by construction, and a rate-distortion curve has an exact x-axis. A
 VIB's beta_k would give rates that depend on the teacher and on training, measured only through an upper
 bound. The slides' "rate loss" is the Lagrangian form of the same problem; here the constraint replaces it, so
-the rate enters the stage-1 loss as a constant (logged per RDM, never optimised).
+the rate enters the stage-1 loss as a constant (the rates are recorded in the run's method spec, never
+optimised).
 CHOICE (distortion): NMSE = MSE divided by the batch's variance of the target (summed over dimensions), a
 scale-free MSE, so that an untrained teacher's embedding scale does not set the weight of the term.
 CHOICE (stage 2's RDM outputs): the RDMs keep their channel noise (a fresh draw per step, from torch's global
