@@ -116,13 +116,16 @@ def tail_change(epochs, accs, fraction=0.2):
 
 
 def run_core_hours(folder, records):
-    """A run's cost: the wall seconds of its epochs (training, evaluation, PID) plus those outside them in its
-    last session (finished.json's other_seconds: a student's teacher cache, a teacher's final evaluation),
-    times its thread count."""
+    """A run's cost in core-hours: the CPU time of its epochs (training, evaluation, PID) plus that outside
+    them in its last session (finished.json's other_cpu_seconds: a student's teacher cache, a teacher's final
+    evaluation). A record made before CPU time was logged counts its wall seconds times the thread count
+    instead, which overstates the cost when the run shared its cores with other work."""
     finished = folder / "finished.json"
-    setup = json.loads(finished.read_text()).get("other_seconds", 0.0) if finished.exists() else 0.0
+    info = json.loads(finished.read_text()) if finished.exists() else {}
     threads = json.loads((folder / "config.json").read_text()).get("environment", {}).get("threads", 1)
-    return (sum(r.get("seconds", 0.0) for r in records) + setup) * threads / 3600
+    cost = lambda r, cpu, wall: r[cpu] if cpu in r else r.get(wall, 0.0) * threads  # noqa: E731
+    return (sum(cost(r, "cpu_seconds", "seconds") for r in records)
+            + cost(info, "other_cpu_seconds", "other_seconds")) / 3600
 
 
 def accuracy_summary(root, protocol):

@@ -15,7 +15,7 @@ from ridrepro.results import accuracy_summary, load_metrics
 from ridrepro.runs import Options, distil, ensure_teacher
 from ridrepro.train_cli import synthetic_cifar
 
-TIMING = ("seconds", "train_seconds", "images_per_s")
+TIMING = ("seconds", "cpu_seconds", "train_seconds", "images_per_s")
 
 
 def tiny(**kw):

@@ -24,7 +24,7 @@ REPO = Path(ridrepro.__file__).parents[1]
 # BAS needs both teachers, so even this reduced grid waits on dependencies; all cells at one thread.
 GRID = ["grid", "--protocol", "smoke", "--synthetic", "--seeds", "0", "1", "--methods", "bas", "--threads", "1"]
 RUNS = {"teacher-tt": "teacher-tt-s0", "teacher-ut": "teacher-ut-s0", "bas-s0": "bas-s0", "bas-s1": "bas-s1"}
-TIMING = ("seconds", "train_seconds", "images_per_s")
+TIMING = ("seconds", "cpu_seconds", "train_seconds", "images_per_s")
 def env():
     # Read at each call: the fixture's ray.init sets RAY_AUTH_MODE=token, which a driver joining with --address
     # must have too.

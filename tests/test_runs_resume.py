@@ -27,7 +27,7 @@ SCRIPT = textwrap.dedent(f"""
     distil(replace(SMOKE, epochs={EPOCHS}, pid_epochs=()), synthetic_cifar(), "rid", 0, "ut",
            opts=Options(sys.argv[1], log=lambda *a: None))
 """)
-TIMING = ("seconds", "train_seconds", "images_per_s")
+TIMING = ("seconds", "cpu_seconds", "train_seconds", "images_per_s")
 
 
 def run_script(root, kill_after=None, env=None):

@@ -10,7 +10,7 @@ import pytest
 
 from ridrepro.cli import main
 from ridrepro.runs import file_sha256
-from ridrepro.results import CELLS as TABLE_CELLS, accuracy_summary
+from ridrepro.results import CELLS as TABLE_CELLS, accuracy_summary, run_core_hours
 
 CELLS = ["bas", "vid-tt", "vid-ut", "rid-tt", "rid-ut", "ted-tt", "ted-ut", "cifd-tt", "cifd-ut"]
 
@@ -97,6 +97,17 @@ def test_summary_statistics(tmp_path):
     bas, teacher = table.set_index("cell").loc["BAS"], table.set_index("cell").loc["teacher-ut"]
     assert bas.final == 0.4 and bas.final_std == 0.0 and bas.last10 == pytest.approx(0.35)
     assert teacher.final == 0.1 and teacher.best != teacher.best  # NaN: an untrained teacher has no epochs
+
+
+def test_core_hours_count_cpu_time_where_it_is_logged(tmp_path):
+    # A run that waited for its core: 90 wall seconds an epoch, 50 of them on the CPU (2 threads -> up to 180).
+    folder = tmp_path / "p" / "bas-s0"
+    write_run(folder, [0.3, 0.4])
+    lines = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    lines[1]["cpu_seconds"] = 50.0  # the first record predates CPU time: wall x threads
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    (folder / "finished.json").write_text(json.dumps({"other_seconds": 36.0, "other_cpu_seconds": 20.0}))
+    assert run_core_hours(folder, lines) == pytest.approx((90 * 2 + 50 + 20) / 3600)
 
 
 def test_summary_formats(capsys, tmp_path):
