@@ -15,8 +15,11 @@ import pandas as pd
 from ridrepro.pid import pid_from_clusters
 from ridrepro.pid.broja import ATOMS
 
-RUN_NAME = re.compile(r"(?P<method>teacher|bas|vid|rid|ted)(-(?P<teacher>tt|ut))?-s(?P<seed>\d+)")
-CELLS = ["teacher-tt", "teacher-ut", "BAS", "VID-tt", "RID-tt", "TED-tt", "VID-ut", "RID-ut", "TED-ut"]
+RUN_NAME = re.compile(r"(?P<method>teacher|bas|vid|rid|ted|cifd)(-(?P<teacher>tt|ut))?-s(?P<seed>\d+)")
+# The paper's grid, then the cells this project adds (CIFD, seed 002: no number of the paper's to compare).
+CELLS = ["teacher-tt", "teacher-ut", "BAS", "VID-tt", "RID-tt", "TED-tt", "VID-ut", "RID-ut", "TED-ut",
+         "CIFD-tt", "CIFD-ut"]
+PAPER_CELLS = CELLS[:9]
 
 
 def cell_name(method, teacher):

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from ridrepro.pid import broja_pid
-from ridrepro.results import CELLS, PAPER_ACCURACY, load_metrics, load_pid, shuffled_null, teacher_accuracy
+from ridrepro.results import (CELLS, PAPER_ACCURACY, PAPER_CELLS, RUN_NAME, load_metrics, load_pid, shuffled_null,
+                              teacher_accuracy)
 
 
 def write_run(root, name, metrics=(), pid=(), teacher_acc=None):
@@ -56,7 +57,9 @@ def test_loaders_name_the_problem(tmp_path):
 
 
 def test_paper_table_covers_the_grid():
-    assert len(PAPER_ACCURACY) == 8 and set(PAPER_ACCURACY.cell) == set(CELLS) - {"teacher-ut"}
+    assert len(PAPER_ACCURACY) == 8 and set(PAPER_ACCURACY.cell) == set(PAPER_CELLS) - {"teacher-ut"}
+    assert set(CELLS) - set(PAPER_CELLS) == {"CIFD-tt", "CIFD-ut"}
+    assert RUN_NAME.fullmatch("cifd-ut-s2")["method"] == "cifd"
 
 
 def test_shuffled_null_from_counts():
