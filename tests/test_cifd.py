@@ -4,11 +4,9 @@ identities untouched by the new method."""
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import killable
 from ridrepro.distill.cifd import CIFD, RDM, channel_noise_std, fit_rdms, kl_div, nmse, rate_distortion, rdm_outputs
 from ridrepro.engine import build_distiller, evaluate
 from ridrepro.models import WideResNet
@@ -222,18 +221,7 @@ TIMING = ("seconds", "cpu_seconds", "train_seconds", "images_per_s")
 
 
 def run_script(root, kill_after=None):
-    proc = subprocess.Popen([sys.executable, "-c", SCRIPT, str(root)], env=dict(os.environ, OMP_NUM_THREADS="1"))
-    if kill_after is None:
-        assert proc.wait(timeout=300) == 0
-        return
-    metrics = root / "smoke" / "cifd-ut-s0" / "metrics.jsonl"
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        if metrics.exists() and len(metrics.read_text().splitlines()) >= kill_after:
-            proc.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.01)
-    assert proc.wait(timeout=60) == -signal.SIGKILL, "the run ended before it could be killed"
+    killable.run_script(SCRIPT, root, root / "smoke" / "cifd-ut-s0" / "metrics.jsonl", kill_after)
 
 
 def test_killed_cifd_run_resumes_bit_identically(tmp_path):

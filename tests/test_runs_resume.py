@@ -2,16 +2,15 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 from dataclasses import replace
 
 import pytest
 import torch
 
+import killable
 from ridrepro.protocols import SMOKE
 from ridrepro.runs import Options, RunDir, distil, environment
 from ridrepro.train_cli import synthetic_cifar
@@ -31,19 +30,7 @@ TIMING = ("seconds", "cpu_seconds", "train_seconds", "images_per_s")
 
 
 def run_script(root, kill_after=None, env=None):
-    proc = subprocess.Popen([sys.executable, "-c", SCRIPT, str(root)],
-                            env=dict(os.environ, OMP_NUM_THREADS="1", **(env or {})))
-    if kill_after is None:
-        assert proc.wait(timeout=300) == 0
-        return
-    metrics = root / "smoke" / "rid-ut-s0" / "metrics.jsonl"
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        if metrics.exists() and len(metrics.read_text().splitlines()) >= kill_after:
-            proc.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.01)
-    assert proc.wait(timeout=60) == -signal.SIGKILL, "the run ended before it could be killed"
+    killable.run_script(SCRIPT, root, root / "smoke" / "rid-ut-s0" / "metrics.jsonl", kill_after, env)
 
 
 def metrics(root):
