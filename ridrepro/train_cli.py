@@ -236,8 +236,9 @@ def cmd_summary(args):
     elif args.format == "csv":
         print(table[["cell", "seeds", "finished", *cols, "core_hours"]].to_csv(index=False), end="")
     else:
-        # m != m: NaN. One seed has no spread to show, so it prints its value alone (the seeds column says n = 1).
-        fmt = lambda m, s, n: "-" if m != m else f"{m:.4f}" if n == 1 else f"{m:.4f} ± {s:.4f}"  # noqa: E731
+        # m != m: NaN. One seed, or one run with a value among unfinished ones (s NaN), has no spread to show,
+        # so it prints its value alone (the seeds column says how many runs there are).
+        fmt = lambda m, s, n: "-" if m != m else f"{m:.4f}" if n == 1 or s != s else f"{m:.4f} ± {s:.4f}"  # noqa: E731
         print("| cell | seeds (finished) | final | best | mean of last 10 | change over last 20 % | core-hours |\n"
               "|---|---|---|---|---|---|---|")
         for r in table.itertuples():
