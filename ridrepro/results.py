@@ -37,14 +37,16 @@ PAPER_ACCURACY = pd.DataFrame([(cell_name(m, t), log, fig) for m, t, log, fig in
                               columns=["cell", "paper log", "paper figure"])
 
 
-def _runs(root, protocol):
+def grid_runs(root, protocol, finished_only=False):
+    """(folder, method, teacher, seed) of each run of a protocol's grid under root, in name order; with
+    finished_only, only the runs that wrote finished.json (a cell still training is left out)."""
     base = Path(root) / protocol
     if not base.is_dir():
         hint = " (the committed grids are under results/)" if Path("results", protocol).is_dir() else ""
         raise FileNotFoundError(f"no results for protocol {protocol!r} under {Path(root).resolve()}{hint}")
     for folder in sorted(base.iterdir()):
         m = RUN_NAME.fullmatch(folder.name)
-        if m and (folder / "config.json").exists():
+        if m and (folder / "config.json").exists() and (not finished_only or (folder / "finished.json").exists()):
             yield folder, m["method"], m["teacher"], int(m["seed"])
 
 
@@ -64,7 +66,7 @@ def load_metrics(root, protocol):
     """One row per (run, epoch): method, teacher, seed, epoch, phase, test/train accuracy, lr per group. The
     test accuracy is NaN at epochs the protocol does not evaluate (Protocol.eval_every)."""
     rows = []
-    for folder, method, teacher, seed in _runs(root, protocol):
+    for folder, method, teacher, seed in grid_runs(root, protocol):
         finished = (folder / "finished.json").exists()
         for r in _jsonl(folder / "metrics.jsonl"):
             rows.append({"run": folder.name, "cell": cell_name(method, teacher), "method": method,
@@ -81,7 +83,7 @@ def load_pid(root, protocol):
     their bootstrap interval (<atom>_lo, <atom>_hi) when logged, and the joint counts."""
     rows = []
     atoms = [a for a in ATOMS if a != "gap"]
-    for folder, method, teacher, seed in _runs(root, protocol):
+    for folder, method, teacher, seed in grid_runs(root, protocol):
         for r in _jsonl(folder / "pid.jsonl"):
             row = {"run": folder.name, "cell": cell_name(method, teacher), "method": method, "teacher": teacher, "seed": seed,
                    "pid_teacher": r["teacher"], "epoch": r["epoch"], "unit": r["unit"], "gap": r["gap"],
@@ -98,7 +100,7 @@ def load_pid(root, protocol):
 def teacher_accuracy(root, protocol):
     """Test accuracy of each teacher, from its teacher.json."""
     rows = []
-    for folder, method, teacher, seed in _runs(root, protocol):
+    for folder, method, teacher, seed in grid_runs(root, protocol):
         if method == "teacher" and (folder / "teacher.json").exists():
             info = json.loads((folder / "teacher.json").read_text())
             rows.append({"cell": cell_name(method, teacher), "teacher": teacher, "seed": seed,
@@ -133,12 +135,12 @@ def run_core_hours(folder, records):
 
 def accuracy_summary(root, protocol):
     """One row per grid cell (in CELLS order): seeds, finished runs, and the mean and standard deviation
-    over seeds (0 for one seed) of each run's final, best and mean-of-last-10 test accuracy (the mean over the
+    over seeds (NaN for one seed: there is no spread to estimate) of each run's final, best and mean-of-last-10 test accuracy (the mean over the
     evaluated epochs among the last ten), and of how much its accuracy still changes over the last 20% of the
     steps (tail_change). An untrained teacher logs no epochs: its final accuracy is teacher.json's, and the
     others are NaN. core_hours is the cell's cost summed over its runs (run_core_hours)."""
     runs = []
-    for folder, method, teacher, seed in _runs(root, protocol):
+    for folder, method, teacher, seed in grid_runs(root, protocol):
         records = _jsonl(folder / "metrics.jsonl")
         accs = [r["test_acc"] for r in records if "test_acc" in r]
         last10 = [r["test_acc"] for r in records[-10:] if "test_acc" in r]
@@ -159,8 +161,6 @@ def accuracy_summary(root, protocol):
     out = df.groupby("cell").agg(seeds=("seed", "size"), finished=("finished", "sum"), core_hours=("core_hours", "sum"),
                                  **{f"{k}{suffix}": (k, agg) for k in ("final", "best", "last10", "change")
                                     for suffix, agg in (("", "mean"), ("_std", "std"))})
-    for k in ("final", "best", "last10", "change"):  # pandas gives NaN for the std of one value
-        out[k + "_std"] = out[k + "_std"].where(out[k].isna() | (out["seeds"] > 1), 0.0)
     order = {c: i for i, c in enumerate(CELLS)}
     return out.reset_index().sort_values("cell", key=lambda c: c.map(order)).reset_index(drop=True)
 

@@ -18,7 +18,7 @@ import pandas as pd
 
 from ridrepro.pid import pid_from_clusters
 from ridrepro.pid.features import discretize
-from ridrepro.results import _runs, cell_name
+from ridrepro.results import cell_name, grid_runs
 
 BASE = {"pca_components": 5, "n_clusters": 10, "kmeans_n_init": 1, "seed": 0}  # the paper-code estimator
 
@@ -64,10 +64,11 @@ def stored_labels(run_folder, num_classes=10):
 
 
 def stored_runs(root, protocol, k=50):
-    """One row per run with stored features: run, cell, method, teacher, seed, the PID teachers it stores and
-    its student epochs. A run of the grid without them is an error, so that no cell drops out unseen."""
+    """One row per finished run with stored features: run, cell, method, teacher, seed, the PID teachers it
+    stores and its student epochs. A finished run without them is an error, so that no cell drops out unseen;
+    a run still training is left out (its features stop at the epoch it has reached)."""
     rows, missing = [], []
-    for folder, method, teacher, seed in _runs(root, protocol):
+    for folder, method, teacher, seed in grid_runs(root, protocol, finished_only=True):
         if method == "teacher":
             continue
         folder_k = folder / f"pca{k}"

@@ -236,14 +236,13 @@ def cmd_summary(args):
     elif args.format == "csv":
         print(table[["cell", "seeds", "finished", *cols, "core_hours"]].to_csv(index=False), end="")
     else:
-        # m != m: NaN. One seed, or one run with a value among unfinished ones (s NaN), has no spread to show,
-        # so it prints its value alone (the seeds column says how many runs there are).
-        fmt = lambda m, s, n: "-" if m != m else f"{m:.4f}" if n == 1 or s != s else f"{m:.4f} ± {s:.4f}"  # noqa: E731
+        # m != m: NaN. A value from one run has no spread (s is NaN), so it prints alone.
+        fmt = lambda m, s: "-" if m != m else f"{m:.4f}" if s != s else f"{m:.4f} ± {s:.4f}"  # noqa: E731
         print("| cell | seeds (finished) | final | best | mean of last 10 | change over last 20 % | core-hours |\n"
               "|---|---|---|---|---|---|---|")
         for r in table.itertuples():
             print(f"| {r.cell} | {r.seeds} ({r.finished}) | " + " | ".join(
-                fmt(getattr(r, c), getattr(r, c + "_std"), r.seeds) for c in ("final", "best", "last10", "change"))
+                fmt(getattr(r, c), getattr(r, c + "_std")) for c in ("final", "best", "last10", "change"))
                 + f" | {r.core_hours:.2f} |")
         print(f"| all | {table.seeds.sum()} ({table.finished.sum()}) | | | | | {table.core_hours.sum():.2f} |")
     return 0

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ridrepro.sensitivity import (atom_claims, clearly, estimator_settings, logged_atoms, pid_of_stored,
-                                  sensitivity_table, stored_labels)
+                                  sensitivity_table, stored_labels, stored_runs)
 
 RUN = Path(__file__).resolve().parents[1] / "results" / "cpu-4k" / "rid-ut-s0"
 
@@ -79,5 +79,19 @@ def test_a_run_without_stored_features_is_named(tmp_path):
     run = tmp_path / "cpu-4k" / "bas-s0"
     run.mkdir(parents=True)
     (run / "config.json").write_text("{}")
+    (run / "finished.json").write_text("{}")
     with pytest.raises(FileNotFoundError, match="bas-s0"):
         sensitivity_table(tmp_path, "cpu-4k", np.zeros(10))
+
+
+def test_a_run_still_training_is_left_out(tmp_path):
+    # Its features stop at the epoch it has reached, so its "last" epoch is not the protocol's.
+    root = tmp_path / "cpu-4k"
+    root.mkdir()
+    (root / "rid-ut-s0").symlink_to(RUN)
+    partial = root / "rid-ut-s1"
+    (partial / "pca50").mkdir(parents=True)
+    (partial / "config.json").write_text("{}")
+    for name in ("ut.npy", "s-e001.npy"):
+        (partial / "pca50" / name).write_bytes((RUN / "pca50" / name).read_bytes())
+    assert stored_runs(tmp_path, "cpu-4k").run.tolist() == ["rid-ut-s0"]
