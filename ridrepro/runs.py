@@ -356,12 +356,11 @@ def ensure_teacher(protocol, ds, kind, seed, opts):
                               log=opts.log)
             _fit(run, trainer, protocol, opts, f"teacher-{kind}-s{seed}", pid=False)
             model = trainer.distiller.student
-        start, cpu = time.perf_counter(), time.process_time()
+        elapsed = stopwatch("other_")
         acc, _, _ = evaluate(model.to(opts.device), data.test_x, data.test_y, protocol.norm, protocol.eval_batch_size)
         info = save_teacher(path, model, protocol.teacher_arch, seed, kind, acc, protocol.name, init_seed)
         # other_seconds: the final float32 evaluation, outside the epochs' seconds (ridrepro.results.run_core_hours)
-        run.finish({"test_acc": acc, "sha256": info["sha256"], "other_seconds": time.perf_counter() - start,
-                    "other_cpu_seconds": time.process_time() - cpu})
+        run.finish({"test_acc": acc, "sha256": info["sha256"], **elapsed()})
         opts.log(f"teacher {kind} seed {seed}: test accuracy {acc:.4f}, sha256 {info['sha256'][:12]}")
     finally:
         run.close()
@@ -429,7 +428,7 @@ def distil(protocol, ds, method, seed, teacher=None, teacher_seed=0, opts=None):
     run = RunDir(path, _identity(protocol, ds, method, seed, **extra), environment(opts.device, opts.bf16),
                  ds.provenance, opts.allow_env_change).open()
     try:
-        start, cpu = time.perf_counter(), time.process_time()
+        elapsed = stopwatch("other_")
         torch.manual_seed(seed)
         student = build_model(protocol.student_arch)
         if init is not None:
@@ -442,7 +441,7 @@ def distil(protocol, ds, method, seed, teacher=None, teacher_seed=0, opts=None):
                           pid_teachers={k: m for k, (m, _) in teachers.items()}, pid_seed=seed,
                           tap_cache=TapCache(opts.tap_cache, run.env) if opts.tap_cache else None, log=opts.log)
         # The teacher cache, when it is built: outside the epochs' seconds.
-        setup = {"other_seconds": time.perf_counter() - start, "other_cpu_seconds": time.process_time() - cpu}
+        setup = elapsed()
         summary = {**_fit(run, trainer, protocol, opts, path.name, pid=True), **setup}
         state = {k: v.detach().cpu().contiguous() for k, v in trainer.distiller.student.state_dict().items()}
         atomic_torch_save(state, path / "student.pt")
@@ -450,6 +449,14 @@ def distil(protocol, ds, method, seed, teacher=None, teacher_seed=0, opts=None):
     finally:
         run.close()
     return summary
+
+
+def stopwatch(prefix=""):
+    """Start timing; the returned function gives the wall seconds and this process's CPU seconds since then, as
+    {prefix}seconds and {prefix}cpu_seconds. The CPU time is a run's cost on a machine shared with other work,
+    where the wall seconds also count the time it waited for a core (ridrepro.results.run_core_hours)."""
+    start, cpu = time.perf_counter(), time.process_time()
+    return lambda: {f"{prefix}seconds": time.perf_counter() - start, f"{prefix}cpu_seconds": time.process_time() - cpu}
 
 
 def _fit(run, trainer, protocol, opts, name, pid):
@@ -471,7 +478,7 @@ def _fit(run, trainer, protocol, opts, name, pid):
                    dynamic_ncols=True, disable=None)
     try:
         while trainer.epoch < trainer.epochs:
-            start, cpu = time.perf_counter(), time.process_time()
+            elapsed = stopwatch()
             rec = trainer.train_epoch(bar)
             epoch = rec["epoch"]
             do_pid = pid and epoch in protocol.pid_epochs and bool(trainer.pid_teachers)
@@ -483,9 +490,7 @@ def _fit(run, trainer, protocol, opts, name, pid):
                         run.append("pid.jsonl", p)
                     if protocol.store_pca:
                         _store_pca(run.path, trainer, taps, epoch, protocol.store_pca)
-            # cpu_seconds, this process's CPU time: its cost on a machine shared with other work, where the wall
-            # seconds also count the time it waited for a core (ridrepro.results.run_core_hours).
-            rec["seconds"], rec["cpu_seconds"] = time.perf_counter() - start, time.process_time() - cpu
+            rec.update(elapsed())
             run.append("metrics.jsonl", rec)
             if bar is not None and "test_acc" in rec:
                 bar.set_postfix(phase=rec["phase"], test_acc=f"{rec['test_acc']:.3f}")

@@ -15,6 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import killable
+import untimed
 from ridrepro.distill.cifd import CIFD, RDM, channel_noise_std, fit_rdms, kl_div, nmse, rate_distortion, rdm_outputs
 from ridrepro.engine import build_distiller, evaluate
 from ridrepro.models import WideResNet
@@ -217,7 +218,6 @@ SCRIPT = textwrap.dedent(f"""
                                                                                      "stage1_epochs": 2}})}})
     distil(p, synthetic_cifar(), "cifd", 0, "ut", opts=Options(sys.argv[1], log=lambda *a: None))
 """)
-TIMING = ("seconds", "cpu_seconds", "train_seconds", "images_per_s")
 
 
 def run_script(root, kill_after=None):
@@ -229,8 +229,7 @@ def test_killed_cifd_run_resumes_bit_identically(tmp_path):
     run_script(clean)
     run_script(killed, kill_after=3)  # killed in stage 2, after stage 1 and one student epoch
     run_script(killed)
-    read = lambda root: [{k: v for k, v in json.loads(x).items() if k not in TIMING}  # noqa: E731
-                         for x in (root / "smoke" / "cifd-ut-s0" / "metrics.jsonl").read_text().splitlines()]
+    read = lambda root: untimed.records(root / "smoke" / "cifd-ut-s0" / "metrics.jsonl")  # noqa: E731
     assert read(killed) == read(clean) and len(read(clean)) == EPOCHS
     a = torch.load(clean / "smoke" / "cifd-ut-s0" / "checkpoint.pt", weights_only=False)["trainer"]
     b = torch.load(killed / "smoke" / "cifd-ut-s0" / "checkpoint.pt", weights_only=False)["trainer"]

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 import ridrepro
+import untimed
 from ridrepro.cli import main
 
 ray = pytest.importorskip("ray")
@@ -24,7 +25,6 @@ REPO = Path(ridrepro.__file__).parents[1]
 # BAS needs both teachers, so even this reduced grid waits on dependencies; all cells at one thread.
 GRID = ["grid", "--protocol", "smoke", "--synthetic", "--seeds", "0", "1", "--methods", "bas", "--threads", "1"]
 RUNS = {"teacher-tt": "teacher-tt-s0", "teacher-ut": "teacher-ut-s0", "bas-s0": "bas-s0", "bas-s1": "bas-s1"}
-TIMING = ("seconds", "cpu_seconds", "train_seconds", "images_per_s")
 def env():
     # Read at each call: the fixture's ray.init sets RAY_AUTH_MODE=token, which a driver joining with --address
     # must have too.
@@ -40,8 +40,7 @@ def ridrepro_cmd(*args, timeout=600):
 def metrics(folder):
     if not (folder / "metrics.jsonl").exists():  # an untrained teacher has no epochs
         return None
-    lines = (folder / "metrics.jsonl").read_text().splitlines()
-    return [{k: v for k, v in json.loads(line).items() if k not in TIMING} for line in lines]
+    return untimed.records(folder / "metrics.jsonl")
 
 
 def snapshot(root):

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import killable
+import untimed
 from ridrepro.protocols import SMOKE
 from ridrepro.runs import Options, RunDir, distil, environment
 from ridrepro.train_cli import synthetic_cifar
@@ -26,7 +27,6 @@ SCRIPT = textwrap.dedent(f"""
     distil(replace(SMOKE, epochs={EPOCHS}, pid_epochs=()), synthetic_cifar(), "rid", 0, "ut",
            opts=Options(sys.argv[1], log=lambda *a: None))
 """)
-TIMING = ("seconds", "cpu_seconds", "train_seconds", "images_per_s")
 
 
 def run_script(root, kill_after=None, env=None):
@@ -34,8 +34,7 @@ def run_script(root, kill_after=None, env=None):
 
 
 def metrics(root):
-    lines = (root / "smoke" / "rid-ut-s0" / "metrics.jsonl").read_text().splitlines()
-    return [{k: v for k, v in json.loads(line).items() if k not in TIMING} for line in lines]
+    return untimed.records(root / "smoke" / "rid-ut-s0" / "metrics.jsonl")
 
 
 def test_killed_run_resumes_bit_identically(tmp_path):
