@@ -115,7 +115,7 @@ def test_summary_formats(capsys, tmp_path):
     assert main(["summary", "--protocol", "p", "--runs", str(tmp_path), "--format", "csv"]) == 0
     assert capsys.readouterr().out.splitlines() == [
         "cell,seeds,finished,final,final_std,best,best_std,last10,last10_std,change,change_std,core_hours",
-        "VID-ut,1,1,0.25,0.0,0.25,0.0,0.225,0.0,,,0.12"]  # change: one evaluated epoch in the last 20 %, no line
+        "VID-ut,1,1,0.25,,0.25,,0.225,,,,0.12"]  # one run: no std; change: one evaluated epoch in the last 20 %, no line
     assert main(["summary", "--protocol", "p", "--runs", str(tmp_path), "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["last10"] == pytest.approx(0.225)
     assert main(["summary", "--protocol", "p", "--runs", str(tmp_path)]) == 0
