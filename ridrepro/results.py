@@ -79,18 +79,22 @@ def load_metrics(root, protocol):
 
 
 def load_pid(root, protocol):
-    """One row per logged PID record: the run's method/teacher/seed, the PID teacher, epoch, the atoms,
-    their bootstrap interval (<atom>_lo, <atom>_hi) when logged, and the joint counts."""
+    """One row per logged PID record: the run's method/teacher/seed, whether the run has finished, the PID
+    teacher, epoch, the atoms, their bootstrap interval (<atom>_lo, <atom>_hi) and their shuffled-label null's
+    95th percentile and p-value (<atom>_q95, <atom>_p) when logged (NaN otherwise), and the joint counts."""
     rows = []
     atoms = [a for a in ATOMS if a != "gap"]
     for folder, method, teacher, seed in grid_runs(root, protocol):
+        finished = (folder / "finished.json").exists()
         for r in _jsonl(folder / "pid.jsonl"):
             row = {"run": folder.name, "cell": cell_name(method, teacher), "method": method, "teacher": teacher, "seed": seed,
-                   "pid_teacher": r["teacher"], "epoch": r["epoch"], "unit": r["unit"], "gap": r["gap"],
-                   **{a: r[a] for a in atoms}, "counts": r.get("counts")}
+                   "finished": finished, "pid_teacher": r["teacher"], "epoch": r["epoch"], "unit": r["unit"],
+                   "gap": r["gap"], **{a: r[a] for a in atoms}, "counts": r.get("counts")}
             for a in atoms:
                 lo, hi = r.get("bootstrap", {}).get(a, (np.nan, np.nan))
                 row[a + "_lo"], row[a + "_hi"] = lo, hi
+                null = r.get("null", {}).get(a, {})
+                row[a + "_q95"], row[a + "_p"] = null.get("q95", np.nan), null.get("p_value", np.nan)
             rows.append(row)
     if not rows:
         raise FileNotFoundError(f"no pid.jsonl records for protocol {protocol!r} under {root}")
@@ -133,18 +137,19 @@ def run_core_hours(folder, records):
             + cost(info, "other_cpu_seconds", "other_seconds")) / 3600
 
 
-def accuracy_summary(root, protocol):
-    """One row per grid cell (in CELLS order): seeds, finished runs, and the mean and standard deviation
-    over seeds (NaN for one seed: there is no spread to estimate) of each run's final, best and mean-of-last-10 test accuracy (the mean over the
-    evaluated epochs among the last ten), and of how much its accuracy still changes over the last 20% of the
-    steps (tail_change). An untrained teacher logs no epochs: its final accuracy is teacher.json's, and the
-    others are NaN. core_hours is the cell's cost summed over its runs (run_core_hours)."""
+def run_accuracy(root, protocol):
+    """One row per run that has finished an epoch (in name order): cell, seed, finished, and its final, best
+    and mean-of-last-10 test accuracy (the mean over the evaluated epochs among the last ten), how much its
+    accuracy still changes over the last 20% of the steps (tail_change), and its cost in core-hours
+    (run_core_hours). An untrained teacher logs no epochs: its final accuracy is teacher.json's, and the
+    others are NaN."""
     runs = []
     for folder, method, teacher, seed in grid_runs(root, protocol):
         records = _jsonl(folder / "metrics.jsonl")
         accs = [r["test_acc"] for r in records if "test_acc" in r]
         last10 = [r["test_acc"] for r in records[-10:] if "test_acc" in r]
-        row = {"cell": cell_name(method, teacher), "seed": seed, "finished": (folder / "finished.json").exists(),
+        row = {"run": folder.name, "cell": cell_name(method, teacher), "seed": seed,
+               "finished": (folder / "finished.json").exists(),
                "final": np.nan, "best": np.nan, "last10": np.nan, "change": np.nan,
                "core_hours": run_core_hours(folder, records)}
         if accs:
@@ -157,12 +162,84 @@ def accuracy_summary(root, protocol):
         runs.append(row)
     if not runs:
         raise FileNotFoundError(f"no run of protocol {protocol!r} under {root} has finished an epoch")
-    df = pd.DataFrame(runs)
+    return pd.DataFrame(runs)
+
+
+def accuracy_summary(root, protocol):
+    """One row per grid cell (in CELLS order): seeds, finished runs, and the mean and standard deviation
+    over seeds (NaN for one seed: there is no spread to estimate) of each run's final, best and mean-of-last-10
+    test accuracy, and of its tail_change (run_accuracy). core_hours is the cell's cost summed over its runs."""
+    df = run_accuracy(root, protocol)
     out = df.groupby("cell").agg(seeds=("seed", "size"), finished=("finished", "sum"), core_hours=("core_hours", "sum"),
                                  **{f"{k}{suffix}": (k, agg) for k in ("final", "best", "last10", "change")
                                     for suffix, agg in (("", "mean"), ("_std", "std"))})
     order = {c: i for i, c in enumerate(CELLS)}
     return out.reset_index().sort_values("cell", key=lambda c: c.map(order)).reset_index(drop=True)
+
+
+def grid_status(root, protocol):
+    """One row per student cell of CELLS: the seeds of its finished runs and of its runs still training (a
+    folder without finished.json), as sorted lists."""
+    done, training = {}, {}
+    for folder, method, teacher, seed in grid_runs(root, protocol):
+        if method != "teacher":
+            into = done if (folder / "finished.json").exists() else training
+            into.setdefault(cell_name(method, teacher), []).append(seed)
+    return pd.DataFrame([{"cell": c, "finished": sorted(done.get(c, [])), "training": sorted(training.get(c, []))}
+                         for c in CELLS if not c.startswith("teacher")])
+
+
+def describe_status(status, seeds):
+    """The grid's state in plain words, from grid_status: finished runs out of `seeds` per cell for the paper's
+    cells and for CIFD, and each cell short of `seeds` finished runs."""
+    lines = []
+    for label, cells in (("paper", [c for c in PAPER_CELLS if not c.startswith("teacher")]),
+                         ("CIFD (this project's addition)", [c for c in CELLS if c.startswith("CIFD")])):
+        s = status[status.cell.isin(cells)]
+        n = sum(min(len(f), seeds) for f in s.finished)
+        lines.append(f"{label}: {n} of {seeds * len(cells)} student runs finished")
+    short = []
+    for cell, done, training in status[["cell", "finished", "training"]].itertuples(index=False):
+        if len(done) < seeds:
+            state = "not run yet" if not done else f"{len(done)} of {seeds} seeds"
+            short.append(f"{cell} {state}" + (f" ({len(training)} training)" if training else ""))
+    if short:
+        lines.append(f"short of {seeds} seeds: " + ", ".join(short))
+    else:
+        lines.append(f"every cell has {seeds} seeds")
+    return lines
+
+
+# The pre-stated rules for comparing two cells (book/cifar_accuracy.ipynb, book/cifar_atoms.ipynb): the
+# tolerance under which a difference still counts as "on par" or "close" when the seed spread is smaller.
+TOLERANCE = {"par": 0.01, "close": 0.02}
+
+
+def compare_cells(a, b, rule, seeds):
+    """Cell a against cell b by a pre-stated rule; a and b are (mean, std, number of seeds) over seeds.
+
+    rule: "above" or "below" (clearly: the difference of the means exceeds the sum of the standard deviations),
+    "par" (within that sum or within 0.01) or "close" (within that sum or within 0.02). Returns the difference
+    a - b, the spread (sum of the standard deviations) and a verdict: "holds" or "fails" with `seeds` runs in
+    both cells, "not run yet" when either has none, otherwise "<n> of <seeds> seeds", with the rule's outcome
+    so far when both cells have a spread (two runs or more)."""
+    if rule not in ("above", "below", *TOLERANCE):
+        raise ValueError(f"unknown rule {rule!r}: expected above, below, par or close")
+    (ma, sa, na), (mb, sb, nb) = a, b
+    n = min(na, nb)
+    if n == 0:
+        return np.nan, np.nan, "not run yet"
+    d, spread = ma - mb, sa + sb
+    if n < 2:
+        return d, np.nan, f"{n} of {seeds} seeds"
+    if rule == "above":
+        ok = d > spread
+    elif rule == "below":
+        ok = d < -spread
+    else:
+        ok = abs(d) <= max(spread, TOLERANCE[rule])
+    verdict = "holds" if ok else "fails"
+    return d, spread, verdict if n >= seeds else f"{n} of {seeds} seeds ({verdict} so far)"
 
 
 def over_seeds(df, value, by=("cell", "epoch")):

@@ -4,14 +4,17 @@ import numpy as np
 import pytest
 
 from ridrepro.pid import broja_pid
-from ridrepro.results import (CELLS, PAPER_ACCURACY, PAPER_CELLS, RUN_NAME, load_metrics, load_pid, shuffled_null,
+from ridrepro.results import (CELLS, PAPER_ACCURACY, PAPER_CELLS, RUN_NAME, accuracy_summary, compare_cells,
+                              describe_status, grid_status, load_metrics, load_pid, run_accuracy, shuffled_null,
                               teacher_accuracy)
 
 
-def write_run(root, name, metrics=(), pid=(), teacher_acc=None):
+def write_run(root, name, metrics=(), pid=(), teacher_acc=None, finished=False):
     d = root / "proto" / name
     d.mkdir(parents=True)
     (d / "config.json").write_text("{}")
+    if finished:
+        (d / "finished.json").write_text("{}")
     (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in metrics))
     (d / "pid.jsonl").write_text("".join(json.dumps(r) + "\n" for r in pid))
     if teacher_acc is not None:
@@ -42,6 +45,7 @@ def test_loaders_parse_run_names_and_records(tmp_path):
     assert sorted(p[p.method == "bas"].pid_teacher) == ["tt", "ut"]
     row = p[(p.method == "bas") & (p.pid_teacher == "tt")].iloc[0]
     assert (row.red_lo, row.red_hi) == (0.49, 0.52) and np.isnan(row.uni_t_lo)  # no interval logged: NaN
+    assert np.isnan(row.red_q95) and not row.finished  # no null logged, no finished.json
     assert teacher_accuracy(tmp_path, "proto").test_acc.tolist() == [0.41]
 
 
@@ -77,3 +81,59 @@ def test_shuffled_null_from_counts():
     assert shuffled_null(indep, null=20).extras["null"]["i_yts"]["p_value"] > 0.05
     with pytest.raises(ValueError, match="non-negative"):
         shuffled_null(-counts)
+
+
+def test_logged_null_is_read_per_atom(tmp_path):
+    rec = {**pid_record(4, "tt", 0.5), "null": {"red": {"mean": 0.01, "q95": 0.02, "p_value": 1 / 101}}}
+    write_run(tmp_path, "rid-tt-s0", [metric(4, 0.3)], [rec], finished=True)
+    row = load_pid(tmp_path, "proto").iloc[0]
+    assert (row.red_q95, row.red_p, row.finished) == (0.02, 1 / 101, True) and np.isnan(row.syn_q95)
+
+
+def test_run_accuracy_and_status_of_a_partial_grid(tmp_path):
+    # every 4th epoch evaluated, as cpu-4k: the mean of the last 10 epochs is that of epochs 4 and 8
+    unevaluated = lambda e: {k: v for k, v in metric(e, 0).items() if k != "test_acc"}  # noqa: E731
+    write_run(tmp_path, "bas-s0", [metric(e, 0.1 * e) if e % 4 == 0 else unevaluated(e) for e in range(1, 9)],
+              finished=True)
+    write_run(tmp_path, "bas-s1", [metric(4, 0.4), metric(8, 0.6)], finished=True)
+    write_run(tmp_path, "vid-tt-s0", [metric(4, 0.2)])  # still training
+    write_run(tmp_path, "rid-ut-s0")  # created, no epoch yet: not a row of run_accuracy
+    write_run(tmp_path, "teacher-ut-s0", teacher_acc=0.1, finished=True)
+    runs = run_accuracy(tmp_path, "proto").set_index("run")
+    assert list(runs.index) == ["bas-s0", "bas-s1", "teacher-ut-s0", "vid-tt-s0"]
+    assert runs.loc["bas-s0", "last10"] == pytest.approx(0.6) and runs.loc["bas-s0", "final"] == pytest.approx(0.8)
+    assert runs.loc["teacher-ut-s0", "final"] == 0.1 and np.isnan(runs.loc["teacher-ut-s0", "last10"])
+    summary = accuracy_summary(tmp_path, "proto").set_index("cell")
+    assert summary.loc["BAS", "last10"] == pytest.approx(0.55) and np.isnan(summary.loc["VID-tt", "last10_std"])
+    status = grid_status(tmp_path, "proto").set_index("cell")
+    assert status.loc["BAS", "finished"] == [0, 1] and status.loc["VID-tt", "training"] == [0]
+    assert status.loc["RID-ut", "training"] == [0] and "teacher-ut" not in status.index
+    lines = describe_status(status.reset_index(), seeds=2)
+    assert lines[0] == "paper: 2 of 14 student runs finished"
+    assert lines[1] == "CIFD (this project's addition): 0 of 4 student runs finished"
+    assert "BAS" not in lines[2] and "VID-tt not run yet (1 training)" in lines[2]
+
+
+@pytest.mark.parametrize("rule, a, b, verdict", [
+    ("above", (0.60, 0.01, 3), (0.50, 0.02, 3), "holds"),
+    ("above", (0.52, 0.01, 3), (0.50, 0.02, 3), "fails"),  # 0.02 is within the spread 0.03
+    ("below", (0.30, 0.01, 3), (0.50, 0.02, 3), "holds"),
+    ("par", (0.505, 0.001, 3), (0.50, 0.001, 3), "holds"),  # within 0.01, beyond the spread
+    ("par", (0.515, 0.001, 3), (0.50, 0.001, 3), "fails"),
+    ("close", (0.515, 0.001, 3), (0.50, 0.001, 3), "holds"),  # within 0.02
+    ("close", (0.45, 0.03, 3), (0.50, 0.03, 3), "holds"),  # within the spread 0.06
+    ("close", (0.45, 0.01, 3), (0.50, 0.01, 3), "fails"),
+    ("above", (0.60, 0.01, 2), (0.50, 0.02, 3), "2 of 3 seeds (holds so far)"),
+    ("above", (0.60, np.nan, 1), (0.50, 0.02, 3), "1 of 3 seeds"),
+    ("above", (np.nan, np.nan, 0), (0.50, 0.02, 3), "not run yet"),
+])
+def test_compare_cells_applies_the_pre_stated_rules(rule, a, b, verdict):
+    d, spread, v = compare_cells(a, b, rule, seeds=3)
+    assert v == verdict
+    if a[2]:
+        assert d == pytest.approx(a[0] - b[0])
+
+
+def test_compare_cells_names_an_unknown_rule():
+    with pytest.raises(ValueError, match="unknown rule 'near'"):
+        compare_cells((0.5, 0.01, 3), (0.5, 0.01, 3), "near", seeds=3)
