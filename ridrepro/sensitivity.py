@@ -10,11 +10,15 @@ checks this on a committed run). The bootstrap of a PID record holds the cluster
 the clustering itself: PCA size, cluster count, KMeans seed and restarts.
 """
 
+import argparse
+import hashlib
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.stats import norm
 
 from ridrepro.pid import pid_from_clusters
 from ridrepro.pid.features import discretize
@@ -84,33 +88,85 @@ def stored_runs(root, protocol, k=50):
     return pd.DataFrame(rows)
 
 
-def sensitivity_table(root, protocol, labels, settings=None, epochs=("first", "last"), null=100, k=50):
+def _picked(epochs, wanted):
+    return sorted({epochs[0] if e == "first" else epochs[-1] if e == "last" else e for e in wanted})
+
+
+def features_digest(folder, label, epochs):
+    """A short hash of the stored features one (run, PID teacher) pair's rows are computed from, so that a
+    cached table can tell whether a run's features changed since its rows were written."""
+    h = hashlib.sha256()
+    for name in [label] + [f"s-e{e:03d}" for e in epochs]:
+        h.update((Path(folder) / f"{name}.npy").read_bytes())
+    return h.hexdigest()[:12]
+
+
+def sensitivity_table(root, protocol, labels=None, settings=None, epochs=("first", "last"), null=100, k=50,
+                      runs=None):
     """Atoms of every stored run at its first and last stored epoch under every estimator setting: one row per
     (run, PID teacher, epoch, setting). A run is measured against its own teacher; BAS against each one.
     With null > 0, the last epoch's records carry the shuffled-label null's 95th percentile of each atom
-    (<atom>_q95); present means above it."""
+    (<atom>_q95); present means above it. labels: the test labels, or None to read each run's own
+    (stored_labels); runs: the names of the runs to measure, or None for all finished runs."""
     settings = estimator_settings() if settings is None else settings
-    rows = []
-    for run in stored_runs(root, protocol, k).itertuples():
+    rows, stored = [], stored_runs(root, protocol, k)
+    unknown = set(runs or ()) - set(stored.get("run", ()))
+    if unknown:
+        raise ValueError(f"not finished runs of {protocol!r} with stored features: {', '.join(sorted(unknown))}")
+    for run in stored.itertuples():
+        if runs is not None and run.run not in runs:
+            continue
         folder = Path(run.path) / f"pca{k}"
-        picked = sorted({run.epochs[0] if e == "first" else run.epochs[-1] if e == "last" else e for e in epochs})
+        y = stored_labels(run.path) if labels is None else labels
+        picked = _picked(run.epochs, epochs)
         for label in run.pid_teachers:
             if run.method != "bas" and label != run.teacher:
                 continue
             t = np.load(folder / f"{label}.npy")
+            digest = features_digest(folder, label, picked)
             for epoch in picked:
                 s = np.load(folder / f"s-e{epoch:03d}.npy")
+                shuffles = null if epoch == run.epochs[-1] else 0
                 for name, st in settings:
-                    r = pid_of_stored(t, s, labels, null=null if epoch == run.epochs[-1] else 0, **st)
+                    r = pid_of_stored(t, s, y, null=shuffles, **st)
                     row = {"run": run.run, "cell": run.cell, "method": run.method, "teacher": run.teacher,
                            "seed": run.seed, "pid_teacher": label, "epoch": epoch, "setting": name,
                            "red": r.red, "uni_t": r.uni_t, "uni_s": r.uni_s, "syn": r.syn, "i_yt": r.i_yt,
-                           "i_ys": r.i_ys}
+                           "i_ys": r.i_ys, "null": shuffles, "features": digest}
                     for atom, q in r.extras.get("null", {}).items():
                         if isinstance(q, dict) and "q95" in q:
                             row[f"{atom}_q95"] = q["q95"]
                     rows.append(row)
     return pd.DataFrame(rows)
+
+
+def update_table(root, protocol, out, clustering_seeds=20, null=100, k=50, fresh=False, log=print):
+    """Write the sensitivity table of every finished run to the CSV `out` and return it. Rows already in
+    `out` are kept for a run whose stored features, settings and null size are unchanged (the table of a
+    full grid takes about a quarter of an hour on one core, and runs finish one by one); every other
+    finished run is recomputed. fresh: recompute all."""
+    settings = estimator_settings(clustering_seeds)
+    names = {name for name, _ in settings}
+    old = pd.read_csv(out) if Path(out).exists() and not fresh else pd.DataFrame()
+    todo, kept = [], []
+    for run in stored_runs(root, protocol, k).itertuples():
+        rows = old[old.run == run.run] if len(old) else old
+        folder = Path(run.path) / f"pca{k}"
+        digests = {features_digest(folder, label, _picked(run.epochs, ("first", "last")))
+                   for label in run.pid_teachers if run.method == "bas" or label == run.teacher}
+        same = (len(rows) and set(rows.features) == digests and set(rows.setting) == names
+                and rows.null.max() == null)
+        (kept if same else todo).append(run.run)
+    log(f"{protocol}: {len(kept)} runs kept from {out}, {len(todo)} to compute: {', '.join(todo) or 'none'}")
+    new = sensitivity_table(root, protocol, settings=settings, null=null, k=k, runs=set(todo)) if todo else None
+    parts = [old[old.run.isin(kept)]] if kept else []
+    table = pd.concat(parts + ([new] if new is not None else []), ignore_index=True)
+    order = {name: i for i, (name, _) in enumerate(settings)}
+    table = table.sort_values(["run", "pid_teacher", "epoch", "setting"],
+                              key=lambda c: c.map(order) if c.name == "setting" else c).reset_index(drop=True)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out, index=False, float_format="%.6g")
+    return table
 
 
 def clearly(a, b):
@@ -159,6 +215,86 @@ def atom_claims(table):
     return pd.DataFrame(rows)
 
 
+SINGLE = ("paper-code", "PCA 10", "KMeans 20", "n_init 10")  # the one-change settings, shown one column each
+
+
+def verdict_grid(claims):
+    """atom_claims under each setting as the sensitivity figure shows it: one row per claim, columns the
+    one-change settings and "KMeans seeds" (paper-code's seed 0 and the "seed k" settings together). Each
+    entry is (text, score): a verdict with score 1 (holds) or 0 (fails), "not run yet" with score NaN,
+    a present-count "k/n seeds" with score k/n, and for the seeds column "holds in k/m" (score k/m) or,
+    for present-counts, "<commonest count> in j/m" with the mean score."""
+    is_seed = claims.setting.str.startswith("seed ") | (claims.setting == "paper-code")
+    out = {}
+    for claim, d in claims.groupby("claim", sort=False):
+        row = {}
+        for setting in SINGLE:
+            v = d[d.setting == setting].verdict
+            row[setting] = _entry(v.iloc[0]) if len(v) else ("not run yet", np.nan)
+        seeds = d[is_seed.loc[d.index]].verdict
+        if (seeds == "not run").any() or seeds.empty:
+            row["KMeans seeds"] = ("not run yet", np.nan)
+        elif seeds.isin(["holds", "fails"]).all():
+            row["KMeans seeds"] = (f"holds in {(seeds == 'holds').sum()}/{len(seeds)}", (seeds == "holds").mean())
+        else:
+            common = seeds.value_counts()
+            row["KMeans seeds"] = (f"{common.index[0]} in {common.iloc[0]}/{len(seeds)}",
+                                   float(np.mean([_entry(v)[1] for v in seeds])))
+        out[claim] = row
+    return pd.DataFrame.from_dict(out, orient="index")
+
+
+def _entry(verdict):
+    if verdict == "not run":
+        return "not run yet", np.nan
+    if verdict in ("holds", "fails"):
+        return verdict, float(verdict == "holds")
+    k, n = verdict.split()[0].split("/")
+    return verdict, int(k) / int(n)
+
+
+def clustering_spread(table, atoms=("red", "uni_t")):
+    """Per (run, PID teacher, epoch) and atom: its value under paper-code, and the standard deviation and
+    range (max - min) over the KMeans seeds (paper-code and every "seed k" setting): how much the clustering
+    alone moves one run's atom."""
+    seeds = table[(table.setting == "paper-code") | table.setting.str.startswith("seed ")]
+    rows = []
+    for (run, label, epoch), d in seeds.groupby(["run", "pid_teacher", "epoch"], sort=True):
+        base = d[d.setting == "paper-code"]
+        for atom in atoms:
+            v = d[atom].to_numpy(float)
+            rows.append({"run": run, "cell": d.cell.iloc[0], "pid_teacher": label, "epoch": epoch, "atom": atom,
+                         "paper_code": base[atom].iloc[0] if len(base) else np.nan, "seeds": len(v),
+                         "seed_sd": v.std(ddof=1) if len(v) > 1 else np.nan, "seed_range": np.ptp(v)})
+    return pd.DataFrame(rows)
+
+
+def against_bootstrap(spread, pid, ci=0.95):
+    """clustering_spread beside the logged bootstrap interval of the same record (load_pid's <atom>_lo and
+    _hi, which hold the clustering fixed): boot_width = hi - lo, boot_sd = the standard deviation a normal
+    distribution with that central interval would have, and ratio = seed_sd / boot_sd (above 1: the
+    clustering moves the atom more than resampling the test images does)."""
+    z = 2 * norm.ppf(0.5 + ci / 2)
+    rows = []
+    keyed = pid.set_index(["run", "pid_teacher", "epoch"])
+    for r in spread.itertuples():
+        key = (r.run, r.pid_teacher, r.epoch)
+        if key not in keyed.index:
+            raise KeyError(f"no logged PID record of {r.run} against {r.pid_teacher} at epoch {r.epoch}")
+        rec = keyed.loc[key]
+        width = float(rec[f"{r.atom}_hi"] - rec[f"{r.atom}_lo"])
+        rows.append({**r._asdict(), "logged": float(rec[r.atom]), "boot_width": width, "boot_sd": width / z,
+                     "ratio": r.seed_sd / (width / z) if width > 0 else np.nan})
+    return pd.DataFrame(rows).drop(columns="Index")
+
+
+def missing_cells(table, cells):
+    """The cells of `cells` with no run in the table (BAS counts once, whichever teacher it is measured
+    against)."""
+    have = set(table.cell) if len(table) else set()
+    return [c for c in cells if c not in have]
+
+
 def logged_atoms(run_folder, epoch, teacher):
     """The atoms a run logged in pid.jsonl at `epoch` against `teacher` (to check the stored features)."""
     for line in (Path(run_folder) / "pid.jsonl").read_text().splitlines():
@@ -166,3 +302,26 @@ def logged_atoms(run_folder, epoch, teacher):
         if r["epoch"] == epoch and r["teacher"] == teacher:
             return r
     raise KeyError(f"{run_folder}: no PID record at epoch {epoch} against {teacher}")
+
+
+def main(argv=None):
+    """python -m ridrepro.sensitivity --protocol cpu-4k --runs results --out results/cpu-4k/sensitivity.csv"""
+    ap = argparse.ArgumentParser(prog="python -m ridrepro.sensitivity",
+                                 description="Atoms of the finished runs under each estimator setting, "
+                                 "recomputed from their stored PCA features, written to a CSV.")
+    ap.add_argument("--protocol", required=True, help="grid to read: <runs>/<protocol>/<run>/")
+    ap.add_argument("--runs", default="results", help="root of the run folders (default: results)")
+    ap.add_argument("--out", required=True, help="the CSV to write; rows of unchanged runs in it are kept")
+    ap.add_argument("--clustering-seeds", type=int, default=20, help="KMeans seeds in all, seed 0 included")
+    ap.add_argument("--null", type=int, default=100, help="shuffled-label tables per last-epoch record")
+    ap.add_argument("--fresh", action="store_true", help="recompute every run, ignoring the rows in --out")
+    args = ap.parse_args(argv)
+    if args.clustering_seeds < 1 or args.null < 0:
+        ap.error(f"--clustering-seeds must be >= 1 and --null >= 0, got {args.clustering_seeds} and {args.null}")
+    table = update_table(args.runs, args.protocol, args.out, args.clustering_seeds, args.null, fresh=args.fresh)
+    print(f"{args.out}: {len(table)} rows from {table.run.nunique()} runs")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -6,8 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ridrepro.sensitivity import (atom_claims, clearly, estimator_settings, logged_atoms, pid_of_stored,
-                                  sensitivity_table, stored_labels, stored_runs)
+import pandas as pd
+
+from ridrepro.sensitivity import (against_bootstrap, atom_claims, clearly, clustering_spread, estimator_settings,
+                                  logged_atoms, missing_cells, pid_of_stored, sensitivity_table, stored_labels,
+                                  stored_runs, update_table, verdict_grid)
 
 RUN = Path(__file__).resolve().parents[1] / "results" / "cpu-4k" / "rid-ut-s0"
 
@@ -61,9 +64,10 @@ def test_settings_vary_one_thing_at_a_time():
 
 
 def test_table_and_claims_on_committed_runs():
+    # two runs, so that the test's cost does not grow with the grid; the RID-tt claims then have no cell
     table = sensitivity_table(RUN.parents[1], "cpu-4k", stored_labels(RUN), settings=estimator_settings(2),
-                              null=20)
-    assert set(table.run) >= {"rid-ut-s0", "ted-ut-s0"}
+                              null=20, runs={"rid-ut-s0", "ted-ut-s0"})
+    assert set(table.run) == {"rid-ut-s0", "ted-ut-s0"}
     assert set(table.setting) == {"paper-code", "PCA 10", "KMeans 20", "n_init 10", "seed 1"}
     last = table[table.epoch == 40]
     assert last["red_q95"].notna().all() and table[table.epoch == 1]["red"].notna().all()
@@ -71,8 +75,9 @@ def test_table_and_claims_on_committed_runs():
     rid = claims[(claims.claim == "RID-ut vs ut: Red present") & (claims.setting == "paper-code")]
     n_rid = len(last[(last.cell == "RID-ut") & (last.setting == "paper-code")])
     assert rid.verdict.iloc[0].endswith(f"/{n_rid} seeds")
-    if "RID-tt" not in set(table.cell):
-        assert (claims[claims.claim.str.startswith("RID-tt")].verdict == "not run").all()
+    assert (claims[claims.claim.str.startswith("RID-tt")].verdict == "not run").all()
+    with pytest.raises(ValueError, match="rid-ut-s9"):
+        sensitivity_table(RUN.parents[1], "cpu-4k", runs={"rid-ut-s9"})
 
 
 def test_a_run_without_stored_features_is_named(tmp_path):
@@ -95,3 +100,73 @@ def test_a_run_still_training_is_left_out(tmp_path):
     for name in ("ut.npy", "s-e001.npy"):
         (partial / "pca50" / name).write_bytes((RUN / "pca50" / name).read_bytes())
     assert stored_runs(tmp_path, "cpu-4k").run.tolist() == ["rid-ut-s0"]
+
+
+def _claims(rows):
+    return pd.DataFrame(rows, columns=["claim", "setting", "verdict"])
+
+
+def test_verdict_grid_summarises_the_seeds():
+    rows = [("A", "paper-code", "holds"), ("A", "PCA 10", "fails"), ("A", "KMeans 20", "holds"),
+            ("A", "n_init 10", "holds"), ("A", "seed 1", "fails"), ("A", "seed 2", "holds"),
+            ("B", "paper-code", "2/2 seeds"), ("B", "PCA 10", "1/2 seeds"), ("B", "KMeans 20", "2/2 seeds"),
+            ("B", "n_init 10", "2/2 seeds"), ("B", "seed 1", "2/2 seeds"), ("B", "seed 2", "0/2 seeds")]
+    rows += [("C", s, "not run") for s in ("paper-code", "PCA 10", "KMeans 20", "n_init 10", "seed 1", "seed 2")]
+    g = verdict_grid(_claims(rows))
+    assert g.loc["A", "paper-code"] == ("holds", 1.0) and g.loc["A", "PCA 10"] == ("fails", 0.0)
+    assert g.loc["A", "KMeans seeds"] == ("holds in 2/3", pytest.approx(2 / 3))
+    assert g.loc["B", "PCA 10"] == ("1/2 seeds", 0.5)
+    text, score = g.loc["B", "KMeans seeds"]
+    assert text == "2/2 seeds in 2/3" and score == pytest.approx((1 + 1 + 0) / 3)
+    assert g.loc["C", "KMeans seeds"][0] == "not run yet" and np.isnan(g.loc["C", "n_init 10"][1])
+
+
+def _table(values):
+    rows = [{"run": "rid-ut-s0", "cell": "RID-ut", "pid_teacher": "ut", "epoch": 40, "setting": s, "red": v,
+             "uni_t": 2 * v} for s, v in values.items()]
+    return pd.DataFrame(rows)
+
+
+def test_clustering_spread_and_the_bootstrap():
+    table = _table({"paper-code": 0.10, "PCA 10": 5.0, "seed 1": 0.12, "seed 2": 0.14})
+    sp = clustering_spread(table).set_index("atom")
+    # PCA 10 is no KMeans seed: the three seeds are 0.10, 0.12, 0.14 (sd 0.02, range 0.04)
+    assert sp.loc["red", "seeds"] == 3 and sp.loc["red", "paper_code"] == 0.10
+    assert sp.loc["red", "seed_sd"] == pytest.approx(0.02) and sp.loc["red", "seed_range"] == pytest.approx(0.04)
+    assert sp.loc["uni_t", "seed_sd"] == pytest.approx(0.04)
+    # a 95 % bootstrap interval 3.92 * 0.01 wide is a bootstrap sd of 0.01: the clustering moves Red 2x more
+    pid = pd.DataFrame([{"run": "rid-ut-s0", "pid_teacher": "ut", "epoch": 40, "red": 0.1, "uni_t": 0.2,
+                         "red_lo": 0.1 - 0.0196, "red_hi": 0.1 + 0.0196, "uni_t_lo": 0.2, "uni_t_hi": 0.2}])
+    b = against_bootstrap(clustering_spread(table), pid).set_index("atom")
+    assert b.loc["red", "boot_sd"] == pytest.approx(0.01, rel=1e-3)
+    assert b.loc["red", "ratio"] == pytest.approx(2.0, rel=1e-3)
+    assert np.isnan(b.loc["uni_t", "ratio"])  # a zero-width interval gives no ratio
+    with pytest.raises(KeyError, match="epoch 40"):
+        against_bootstrap(clustering_spread(table), pid.assign(epoch=1))
+
+
+def test_missing_cells():
+    assert missing_cells(_table({"paper-code": 0.1}), ["BAS", "RID-ut", "VID-ut"]) == ["BAS", "VID-ut"]
+
+
+def test_update_table_keeps_unchanged_runs_only(tmp_path):
+    # a copy of a committed run whose files are links, so that one can be swapped for other features
+    root = tmp_path / "cpu-4k"
+    run = root / "rid-ut-s0"
+    (run / "pca50").mkdir(parents=True)
+    for f in ("config.json", "finished.json"):
+        (run / f).symlink_to(RUN / f)
+    for f in (RUN / "pca50").iterdir():
+        (run / "pca50" / f.name).symlink_to(f)
+    out = tmp_path / "sensitivity.csv"
+    logs = []
+    first = update_table(tmp_path, "cpu-4k", out, clustering_seeds=1, null=3, log=logs.append)
+    assert len(first) == 2 * 4 and "1 to compute" in logs[-1]
+    again = update_table(tmp_path, "cpu-4k", out, clustering_seeds=1, null=3, log=logs.append)
+    assert "1 runs kept" in logs[-1] and np.allclose(again.red, first.red)
+    (run / "pca50" / "s-e040.npy").unlink()
+    (run / "pca50" / "s-e040.npy").symlink_to(RUN / "pca50" / "s-e036.npy")
+    changed = update_table(tmp_path, "cpu-4k", out, clustering_seeds=1, null=3, log=logs.append)
+    assert "1 to compute" in logs[-1] and not np.allclose(changed.red, first.red)
+    update_table(tmp_path, "cpu-4k", out, clustering_seeds=1, null=4, log=logs.append)
+    assert "1 to compute" in logs[-1]  # another null size is another table
