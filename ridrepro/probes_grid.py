@@ -22,6 +22,9 @@ student (WRN-16-1), 11 s per BAS foreign attack; a 21-student grid with both tea
 An untrained teacher (ut) predicts one class for every image, with a top-1 margin of ~150 logits (both
 committed ut teachers): BIM at 4/255 cannot change its prediction, so it keeps no image and fool_teacher is
 null, and its invariance is 1 under any transformation. Its KL, CKA and Grad-CAM rows stay informative.
+
+`ridrepro rdm-curves` and rate_distortion_curves() give the other evaluation-only measurement of the
+"What else gets distilled" chapter: CIFD's RDM rate-distortion curve for each teacher of a grid.
 """
 
 import json
@@ -232,8 +235,11 @@ def probe_grid(root, protocol, x=None, y=None, *, data=None, n_images=1000, subs
     return {"rows": rows, "missing": missing, "seconds": seconds, "settings": settings}
 
 
-def write(result, out):
-    """result as <out>.json (everything) and <out>.csv (the rows); returns the two paths."""
+ROW_COLUMNS = ["teacher", "cell", "run", "seed", "probe", "against", "value", "n"]
+
+
+def write(result, out, columns=ROW_COLUMNS):
+    """result as <out>.json (everything) and <out>.csv (the rows, in `columns`); returns the two paths."""
     import pandas as pd
 
     out = Path(out)
@@ -241,9 +247,65 @@ def write(result, out):
     base.parent.mkdir(parents=True, exist_ok=True)
     js, csv = base.with_suffix(".json"), base.with_suffix(".csv")
     js.write_text(json.dumps(result, indent=1, allow_nan=False) + "\n")
-    pd.DataFrame(result["rows"], columns=["teacher", "cell", "run", "seed", "probe", "against", "value", "n"]).to_csv(
-        csv, index=False)
+    pd.DataFrame(result["rows"], columns=columns).to_csv(csv, index=False)
     return js, csv
+
+
+# ----------------------------------------------------------------------------- CIFD's RDM curves
+
+# 0.25 nats carries a tenth of the label's ln 10; 1, 4, 16 and 64 are cpu-4k's four RDMs.
+RD_RATES = (0.25, 1.0, 2.0, 4.0, 8.0, 16.0, 64.0)
+RD_COLUMNS = ["teacher", "rate", "noise_std", "nmse", "acc", "teacher_acc", "agreement", "kl_teacher", "red",
+              "uni_t", "uni_s", "syn", "unit"]
+
+
+def rate_distortion_curves(root, protocol, teachers=TEACHERS, rates=RD_RATES, *, data=None, ds=None, teacher_seed=0,
+                           seed=0, log=print):
+    """CIFD's rate-distortion curve for each committed teacher of a grid: per rate, one RDM trained as the
+    protocol's CIFD stage 1 trains its RDMs (its d_z, hidden width, epochs, Adam learning rate and batch size)
+    on the teacher's embeddings of the students' training images, and measured on the protocol's test images
+    (ridrepro.distill.cifd.teacher_rate_distortion: distortion, RDM accuracy, agreement and KL with the teacher,
+    and the PID of (e_T, e_k; Y) with the protocol's PID preset). Returns {"rows", "missing", "seconds",
+    "settings"}, rows one per (teacher, rate); a teacher without teacher.json is listed under "missing".
+    ds: the protocol's data (a ridrepro.data.CIFAR10), by default protocol_data(protocol, load_cifar10(data))."""
+    from ridrepro.data import load_cifar10
+    from ridrepro.distill.cifd import teacher_rate_distortion
+    from ridrepro.protocols import get_protocol
+    from ridrepro.runs import protocol_data
+
+    protocol = get_protocol(protocol) if isinstance(protocol, str) else protocol
+    if "cifd" not in protocol.methods:
+        raise ValueError(f"protocol {protocol.name!r} has no cifd method, so no RDM settings to follow")
+    if not rates or min(rates) <= 0:
+        raise ValueError(f"rates must be positive nats, got {rates}")
+    method = protocol.methods["cifd"]
+    c = method.cifd
+    fit = {"d_z": c["d_z"], "hidden": c["hidden"], "epochs": c["stage1_epochs"], "lr": method.optim["rdm"].lr,
+           "batch_size": protocol.batch_size}
+    # the PID as the grid's records compute it, without their bootstrap and null (rate_distortion keeps atoms only)
+    pid_settings = {k: v for k, v in protocol.pid_overrides.items() if k not in ("bootstrap", "null")}
+    rows, missing, seconds = [], [], {}
+    for k in teachers:
+        folder = teacher_dir(root, protocol.name, k, teacher_seed)
+        if not (folder / "teacher.json").exists():
+            missing.append({"run": folder.name, "reason": "no finished teacher (teacher.json)"})
+            log(f"missing: {folder.name}")
+            continue
+        if ds is None:
+            ds = protocol_data(protocol, load_cifar10(data))
+        start = time.perf_counter()
+        model, _ = load_teacher(folder)
+        for r in teacher_rate_distortion(model, ds.train_x, ds.train_y, ds.test_x, ds.test_y, protocol.norm,
+                                         rates=tuple(rates), eval_batch_size=protocol.eval_batch_size, seed=seed,
+                                         pid_preset=protocol.pid_preset, **fit, **pid_settings):
+            rows.append({"teacher": k, **{name: r[name] for name in RD_COLUMNS[1:]}})
+        seconds[folder.name] = time.perf_counter() - start
+        log(f"{folder.name}: {len(rates)} rates, {seconds[folder.name]:.0f} s")
+    settings = {"protocol": protocol.name, "root": str(root), "teacher_seed": teacher_seed, "rates": list(rates),
+                "seed": seed, **fit, "train_images": None if ds is None else len(ds.train_y),
+                "test_images": None if ds is None else len(ds.test_y), "pid_preset": protocol.pid_preset,
+                "pid_overrides": pid_settings, "threads": torch.get_num_threads()}
+    return {"rows": rows, "missing": missing, "seconds": seconds, "settings": settings}
 
 
 def table(result, stat="mean"):
@@ -277,6 +339,17 @@ def add_commands(sub):
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.set_defaults(func=_cmd_probes)
 
+    p = sub.add_parser("rdm-curves", help="CIFD's RDM rate-distortion curve (distortion, accuracy, PID of "
+                                          "(e_T, e_k; Y) against rate) for a grid's teachers; writes OUT.json, OUT.csv")
+    p.add_argument("--protocol", required=True, choices=[k for k, v in PROTOCOLS.items() if "cifd" in v.methods])
+    p.add_argument("--runs", default="runs", help="root folder of run folders (default: ./runs)")
+    p.add_argument("--out", required=True, help="output path without suffix (OUT.json, OUT.csv)")
+    p.add_argument("--data", help="CIFAR-10 location (default: $RIDREPRO_DATA)")
+    p.add_argument("--teachers", nargs="+", default=list(TEACHERS), choices=TEACHERS)
+    p.add_argument("--rates", type=float, nargs="+", default=list(RD_RATES), help="channel rates in nats")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.set_defaults(func=_cmd_rdm_curves)
+
 
 def _cmd_probes(args):
     torch.set_num_threads(args.threads)
@@ -285,6 +358,17 @@ def _cmd_probes(args):
                         methods=args.methods, teachers=args.teachers, transforms=args.transforms, eps=args.eps / 255)
     result["seconds"]["total"] = time.perf_counter() - start
     js, csv = write(result, args.out)
+    print(f"{len(result['rows'])} rows, {len(result['missing'])} missing; {js}, {csv} "
+          f"({result['seconds']['total']:.0f} s)")
+    return 0
+
+
+def _cmd_rdm_curves(args):
+    torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    result = rate_distortion_curves(args.runs, args.protocol, args.teachers, args.rates, data=args.data)
+    result["seconds"]["total"] = time.perf_counter() - start
+    js, csv = write(result, args.out, RD_COLUMNS)
     print(f"{len(result['rows'])} rows, {len(result['missing'])} missing; {js}, {csv} "
           f"({result['seconds']['total']:.0f} s)")
     return 0

@@ -341,3 +341,59 @@ def test_probes_command_is_registered(capsys):
     with pytest.raises(SystemExit) as e:
         main(["probes", "--help"])
     assert e.value.code == 0 and "--protocol" in capsys.readouterr().out
+
+
+def test_probe_grid_reports_a_student_without_its_teacher(tmp_path):
+    import json
+
+    from ridrepro import probes_grid
+    from ridrepro.engine import build_model
+    from ridrepro.runs import student_dir
+
+    protocol, _ = _fake_grid(tmp_path)
+    folder = student_dir(tmp_path, "smoke", "cifd", 0, "ut")  # a finished CIFD-ut run, but no ut teacher
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    (folder / "finished.json").write_text(json.dumps({"final_acc": 0.1}))
+    torch.save(build_model(protocol.student_arch).state_dict(), folder / "student.pt")
+    x, y = images(10, 32, seed=5), torch.arange(10) % 10
+    res = probes_grid.probe_grid(tmp_path, protocol, x, y, seeds=(0,), methods=("rid", "cifd"), eps=16 / 255,
+                                 batch_size=10, log=lambda m: None)
+    assert {"run": "cifd-ut-s0", "probe": "all teacher probes", "reason": "its teacher is missing"} in res["missing"]
+    # one BAS seed: the Ind-against-Ind control is reported missing, not silently dropped
+    assert any(m["run"] == "bas" and "two BAS seeds" in m["reason"] for m in res["missing"])
+    rows = [r for r in res["rows"] if r["run"] == "cifd-ut-s0"]
+    assert rows and {r["probe"] for r in rows} == {"fool_foreign"} and {r["cell"] for r in rows} == {"CIFD-ut"}
+    assert {r["cell"] for r in res["rows"] if r["run"] == "rid-tt-s0"} == {"RID-tt"}
+
+
+def _fake_data(protocol, n_train=60, n_test=40, seed=0):
+    from ridrepro.data import CIFAR10
+
+    g = torch.Generator().manual_seed(seed)
+    make = lambda n: (torch.randint(0, 256, (n, 3, 32, 32), generator=g, dtype=torch.uint8),  # noqa: E731
+                      torch.arange(n) % 10)
+    (tx, ty), (vx, vy) = make(n_train), make(n_test)
+    return CIFAR10(tx, ty, vx, vy)
+
+
+def test_rate_distortion_curves_on_a_fake_grid(tmp_path):
+    from ridrepro import probes_grid
+
+    protocol, _ = _fake_grid(tmp_path)  # a tt teacher only
+    ds = _fake_data(protocol)
+    with pytest.raises(ValueError, match="positive"):
+        probes_grid.rate_distortion_curves(tmp_path, protocol, rates=(0.0, 1.0), ds=ds, log=lambda m: None)
+    with pytest.raises(ValueError, match="no cifd method"):
+        probes_grid.rate_distortion_curves(tmp_path, "paper-text", ds=ds, log=lambda m: None)
+    res = probes_grid.rate_distortion_curves(tmp_path, protocol, rates=(0.5, 64.0), ds=ds, log=lambda m: None)
+    assert res["missing"] == [{"run": "teacher-ut-s0", "reason": "no finished teacher (teacher.json)"}]
+    assert [(r["teacher"], r["rate"]) for r in res["rows"]] == [("tt", 0.5), ("tt", 64.0)]
+    c = protocol.methods["cifd"].cifd
+    assert res["settings"]["hidden"] == c["hidden"] and res["settings"]["epochs"] == c["stage1_epochs"]
+    assert res["settings"]["test_images"] == 40
+    for r in res["rows"]:
+        assert set(r) == set(probes_grid.RD_COLUMNS) and r["nmse"] >= 0 and 0 <= r["acc"] <= 1
+        assert r["red"] >= -1e-9 and r["unit"] == "nats"
+    # the rate sets the channel's noise: more nats, less noise
+    assert res["rows"][0]["noise_std"] > res["rows"][1]["noise_std"]
