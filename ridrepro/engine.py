@@ -331,7 +331,8 @@ class Trainer:
         n = len(data.train_y)
         order = self.fixed_order if self.shuffle == "fixed" else torch.randperm(n, generator=self.gen,
                                                                                 device=self.device)
-        sums, correct, seen, steps = {}, 0, 0, 0
+        sums, stats, correct, seen, steps = {}, {}, 0, 0, 0
+        norms, clipped, probe = {g: 0.0 for g in active}, {g: 0 for g in active}, None
         start = time.perf_counter()
         for i in range(0, n, bs):
             idx = order[i:i + bs]
@@ -345,16 +346,21 @@ class Trainer:
                 for _ in range(self.method.bn_updates - 1):  # divergence 10: predict_step's second forward
                     with torch.no_grad():
                         d.student(x)
+            if probe is None:  # once per epoch, before the step: read-only, the trajectory is unchanged
+                probe = self.gradient_sizes(terms)
             d.zero_grad(set_to_none=True)
             loss.backward()
             for g in active:
-                if self.method.clip is not None:
-                    clip_grad_norm_(self.groups[g], self.method.clip)
+                norm = self.step_group(g)
+                norms[g] += norm
+                clipped[g] += norm > (self.method.clip or math.inf)
                 self.opts[g].step()
                 if g in self.stepwise:
                     self.stepwise[g].step()
             for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + v.float() * len(y)
+                sums[k] = sums.get(k, 0.0) + v.detach().float() * len(y)
+            for k, v in d.pop_stats().items():
+                stats[k] = stats.get(k, 0.0) + v.float() * len(y)
             if logits is not None:
                 correct += (logits.argmax(1) == y).sum()
                 seen += len(y)
@@ -367,9 +373,32 @@ class Trainer:
         if any(not math.isfinite(v) for v in losses.values()):
             self.log(f"warning: non-finite loss at epoch {epoch + 1}: {losses}")
         self.epoch += 1
+        diag = {k: (v / n).tolist() for k, v in stats.items()}
+        diag.update({k: v.tolist() for k, v in d.epoch_stats().items()})
         return {"epoch": self.epoch, "phase": phase, "cycle": d.cycle(epoch), "active": list(active),
                 "lr": lrs, "loss": losses, "train_acc": float(correct) / seen if seen else None,
-                "train_seconds": seconds, "images_per_s": n / seconds}
+                "train_seconds": seconds, "images_per_s": n / seconds,
+                "grad_norm": {g: float(v) / steps for g, v in norms.items()},
+                "clipped": {g: float(v) / steps for g, v in clipped.items()},
+                "grad_terms": probe, "student_norm": float(param_norm(d.student.parameters())), "diag": diag}
+
+    def step_group(self, g):
+        """Clip a group's gradient as the protocol says; returns its norm before clipping (a tensor)."""
+        if self.method.clip is not None:
+            return clip_grad_norm_(self.groups[g], self.method.clip)
+        return torch.nn.utils.get_total_norm([p.grad for p in self.groups[g] if p.grad is not None])
+
+    def gradient_sizes(self, terms):
+        """Norm of each weighted loss term's gradient on the student's parameters (Distiller.grad_weights), for
+        the terms this phase trains the student with: CE against the distillation term."""
+        params = [p for p in self.distiller.student.parameters() if p.requires_grad]
+        out = {}
+        for name, w in self.distiller.grad_weights.items():
+            t = terms.get(name)
+            if t is not None and t.requires_grad:
+                grads = torch.autograd.grad(w * t, params, retain_graph=True, allow_unused=True)
+                out[name] = float(torch.nn.utils.get_total_norm([g for g in grads if g is not None]))
+        return out
 
     def _autocast(self):
         return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.bf16)
@@ -421,6 +450,11 @@ class Trainer:
             records.append({"epoch": self.epoch, "teacher": label, "layer": self.protocol.pid_layer,
                             "n": len(self.data.test_y), **res.to_dict(), "seconds": time.perf_counter() - start})
         return records
+
+
+@torch.no_grad()
+def param_norm(params):
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.detach().float()) for p in params]))
 
 
 def pca_float16(x, k, seed=0):

@@ -10,7 +10,7 @@ smoke       seconds, for tests.
 Epochs are 0-based indices inside the code; `pid_epochs` and metrics count completed epochs (1-based).
 """
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 
 from ridrepro.data import CIFAR10_NORM, PAPER_CODE_NORM
 
@@ -122,6 +122,39 @@ class Protocol:
 
     def to_dict(self):
         return asdict(self)
+
+    @property
+    def teacher_home(self):
+        """The protocol whose run folders hold this protocol's teachers."""
+        return self.name
+
+    def check_teacher(self, kind, info):
+        """A finished teacher this protocol may use (BorrowedTeachers pins them by sha256)."""
+
+
+@dataclass(frozen=True)
+class BorrowedTeachers(Protocol):
+    """A protocol whose teachers are another protocol's committed ones, pinned by sha256 and never trained. A
+    subclass, not new Protocol fields, so that the committed runs' identities stay what they were."""
+    teacher_from: str = ""
+    teacher_sha256: dict = field(default_factory=dict)  # teacher kind -> sha256 of its teacher.pt
+
+    @property
+    def teacher_home(self):
+        return self.teacher_from
+
+    def check_teacher(self, kind, info):
+        want = self.teacher_sha256.get(kind)
+        if info["sha256"] != want:
+            raise ValueError(f"protocol {self.name} uses {self.teacher_from}'s teacher-{kind} with sha256 "
+                             f"{str(want)[:12]}..., found {info['sha256'][:12]}...; restore the committed "
+                             f"results/{self.teacher_from}/teacher-{kind}-s0")
+
+
+def borrow_teachers(protocol, teacher_from, teacher_sha256, **changes):
+    """`protocol` with `changes`, as a BorrowedTeachers protocol using teacher_from's pinned teachers."""
+    base = {f.name: getattr(protocol, f.name) for f in fields(Protocol)}
+    return BorrowedTeachers(**{**base, **changes}, teacher_from=teacher_from, teacher_sha256=teacher_sha256)
 
 
 # ----------------------------------------------------------------------------- paper-code
@@ -368,6 +401,30 @@ CPU_4K = replace(
           "sized to 16 core-hours on a 2-core CPU (protocols.py).",
 )
 
+# ----------------------------------------------------------------------------- paper-code-4k
+
+# paper-code on cpu-4k's 4,000 training images (issue 23): the authors' recipe exactly (squared rates, coded drops,
+# never-stepped RID/TED students, 300 epochs, q = 30, clipping, init, double batch-norm updates), with cpu-4k's
+# committed teachers. Only evaluation differs: every 10 epochs (3 evaluations in the last 10 %), PID records with
+# a null and stored PCA-50 features, as cpu-4k.
+PAPER_CODE_4K = borrow_teachers(
+    PAPER_CODE, "cpu-4k",
+    {"tt": "1d8d3b1bfe9e509d801639c5c276f9006eceb2d734068c94cb60c645ebdd252e",
+     "ut": "5b0494a450acbab180f82da8448014032d682f8993d79746bde930f1fa73f770"},
+    name="paper-code-4k",
+    teacher=CPU_4K.teacher, teacher_augment=CPU_4K.teacher_augment, teacher_shuffle=CPU_4K.teacher_shuffle,
+    teacher_data=CPU_4K.teacher_data,  # cpu-4k's teacher recipe, recorded; never run here
+    train_per_class=400, test_per_class=None, subset_seed=0,  # cpu-4k's students' subset and the whole test set
+    eval_batch_size=128,  # speed only
+    eval_every=10,
+    pid_overrides={"null": 100},
+    store_pca=50,
+    notes="paper-code's students on cpu-4k's 4,000 images with cpu-4k's committed teachers (issue 23).",
+)
+# The mechanism control: PyTorch's default init for RID's filters and heads, everything else paper-code-4k's.
+PAPER_CODE_4K_TORCH_INIT = replace(PAPER_CODE_4K, name="paper-code-4k-torch-init", extras_init="torch",
+                                   notes="paper-code-4k with PyTorch-initialised filters and heads (issue 23, block c).")
+
 # ----------------------------------------------------------------------------- smoke
 
 _S_SQUARED = replace(_CODE_SQUARED, milestones=(2, 3))
@@ -400,7 +457,8 @@ SMOKE = replace(
     notes="Tiny networks and data for tests; paper-code structure.",
 )
 
-PROTOCOLS = {p.name: p for p in (PAPER_CODE, PAPER_TEXT, CPU_PREVIEW, CPU_4K, SMOKE)}
+PROTOCOLS = {p.name: p for p in (PAPER_CODE, PAPER_TEXT, CPU_PREVIEW, CPU_4K, PAPER_CODE_4K,
+                                  PAPER_CODE_4K_TORCH_INIT, SMOKE)}
 
 
 def get_protocol(name):

@@ -331,8 +331,16 @@ def _store_pca(path, trainer, student_taps, epoch, k):
 
 
 def ensure_teacher(protocol, ds, kind, seed, opts):
-    """Train (tt) or initialise (ut) a teacher unless it is finished; returns (model, info)."""
-    path = teacher_dir(opts.root, protocol.name, kind, seed)
+    """Train (tt) or initialise (ut) a teacher unless it is finished; returns (model, info). A protocol that
+    borrows another's teachers (protocols.BorrowedTeachers) only loads them and checks their pinned sha256."""
+    path = teacher_dir(opts.root, protocol.teacher_home, kind, seed)
+    if protocol.teacher_home != protocol.name:
+        if not (path / "teacher.json").exists() or not (path / "teacher.pt").exists():
+            raise FileNotFoundError(f"protocol {protocol.name} uses {protocol.teacher_home}'s committed teacher, "
+                                    f"expected in {path}; use --runs results, or copy that folder into --runs")
+        model, info = load_teacher(path)
+        protocol.check_teacher(kind, info)
+        return model, info
     if (path / "teacher.json").exists():
         if not (path / "teacher.pt").exists():
             _rebuild_teacher_weights(protocol, ds, kind, seed, opts, path)

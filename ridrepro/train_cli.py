@@ -144,7 +144,7 @@ def grid_tasks(protocol, seeds, methods, root):
     tasks = []
     for kind in ("tt", "ut"):  # the trained teacher first: it is the longest task
         tasks.append((f"teacher-{kind}", ["teacher", "--kind", kind, "--seed", "0"],
-                      teacher_dir(root, protocol.name, kind, 0), []))
+                      teacher_dir(root, protocol.teacher_home, kind, 0), []))
     cells = [(m, t) for t in ("ut", "tt") for m in methods if m != "bas"]
     if "bas" in methods:
         cells.insert(0, ("bas", None))

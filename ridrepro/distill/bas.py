@@ -12,4 +12,4 @@ class BAS(Distiller):
     def loss(self, x, y, t_taps, phase):
         logits = self.student(x)
         loss = ce(logits, y)
-        return loss, {"ce": loss.detach()}, logits
+        return loss, {"ce": loss}, logits

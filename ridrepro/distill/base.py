@@ -15,6 +15,9 @@ import torch.nn.functional as F
 
 class Distiller(nn.Module):
     uses_teacher = True
+    # The loss terms that train the student, with their weights in its loss: the engine compares the sizes of
+    # their gradients once per epoch. Terms are returned undetached so that it can.
+    grad_weights = {"ce": 1.0}
 
     def __init__(self, student, teacher=None):
         super().__init__()
@@ -56,6 +59,22 @@ class Distiller(nn.Module):
     def loss(self, x, y, t_taps, phase):
         """Returns (loss, {term: value}, student logits or None when the student did not run)."""
         raise NotImplementedError
+
+    # --- what the engine logs ---------------------------------------------------------------------
+    def pop_stats(self):
+        """Diagnostics of the last loss() call as detached tensors (the engine averages them over the epoch)."""
+        stats, self._stats = getattr(self, "_stats", {}), {}
+        return stats
+
+    def epoch_stats(self):
+        """Diagnostics of the method's parameters at the end of an epoch, as tensors."""
+        return {}
+
+
+def spread(values):
+    """Mean, min and max of a list of per-layer tensors, each as a tensor over the layers."""
+    return {"mean": torch.stack([v.mean() for v in values]), "min": torch.stack([v.min() for v in values]),
+            "max": torch.stack([v.max() for v in values])}
 
 
 def ce(logits, y):

@@ -158,6 +158,8 @@ class CIFD(Distiller):
         if len(rates) < 1 or stage1_epochs < 0:
             raise ValueError(f"CIFD needs at least one RDM and stage1_epochs >= 0, got {rates}, {stage1_epochs}")
         self.w_ce, self.w_kd, self.w_rdm, self.w_ibm = lam
+        self.grad_weights = {"ce": self.w_ce, "kd_teacher": self.w_kd, "kd_rdm": self.w_rdm,
+                             "ibm_rec_teacher": self.w_ibm, "ibm_rec_rdm": self.w_ibm, "ibm_kl": self.w_ibm * beta_ib}
         self.beta_ib, self.tau, self.stage1_epochs = beta_ib, tau, stage1_epochs
         d_t, d_s = teacher.linear.in_features, student.linear.in_features
         self.rdms = nn.ModuleList(RDM(d_t, r, d_z, hidden, num_classes) for r in rates)
@@ -214,7 +216,7 @@ class CIFD(Distiller):
         loss = self.w_ce * ce_loss + self.w_kd * kd_t + self.w_rdm * kd_r + self.w_ibm * ibm
         terms = {"ce": ce_loss, "kd_teacher": kd_t, "kd_rdm": kd_r, "ibm_rec_teacher": rec_t, "ibm_rec_rdm": rec_r,
                  "ibm_kl": kl}
-        return loss, {k: v.detach() for k, v in terms.items()}, logits
+        return loss, terms, logits
 
 
 # ----------------------------------------------------------------------------- stage 1 alone, and the RD curve

@@ -22,7 +22,16 @@ statistics move (`student_forward_in_warmup`, divergence 11).
 import torch
 import torch.nn as nn
 
-from ridrepro.distill.base import Distiller, ce, channel_param, variance
+from ridrepro.distill.base import Distiller, ce, channel_param, spread, variance
+
+
+@torch.no_grad()
+def filter_stats(ft, head_logits, y):
+    """Per layer: the fraction of positive teacher-filter outputs (the head's ReLU passes only these), and the
+    head's CE and accuracy."""
+    return {"filter_positive": torch.stack([(f > 0).float().mean() for f in ft]),
+            "head_ce": torch.stack([ce(h, y) for h in head_logits]),
+            "head_acc": torch.stack([(h.argmax(1) == y).float().mean() for h in head_logits])}
 
 def teacher_filter(ct, cs):
     """f_t: conv1x1(Ct->Ct) BN ReLU conv1x1(Ct->Cs), no bias."""
@@ -65,6 +74,7 @@ class RID(Distiller):
         if reduction not in ("mean", "sum"):
             raise ValueError(f"RID reduction must be 'mean' or 'sum', got {reduction!r}")
         self.lam1, self.lam2 = lam1, lam2
+        self.grad_weights = {"ce": lam1, "rid": lam2}
         self.student_forward_in_warmup, self.reduction = student_forward_in_warmup, reduction
         self.warmup, self.cycles, self.q, self.r = warmup, cycles, q, r
         self.filter_distil_from_cycle = filter_distil_from_cycle
@@ -102,8 +112,10 @@ class RID(Distiller):
         if phase == "student":
             return self._student_loss(x, y, t_taps)
         ft = [f(t) for f, t in zip(self.f_t, t_taps)]
-        ce_loss = sum(ce(g(f), y) for g, f in zip(self.g_t, ft))
-        terms = {"filter_ce": ce_loss.detach()}
+        head_logits = [g(f) for g, f in zip(self.g_t, ft)]
+        ce_loss = sum(ce(h, y) for h in head_logits)
+        self._stats = filter_stats(ft, head_logits, y)
+        terms = {"filter_ce": ce_loss}
         if phase == "warmup" and not self.student_forward_in_warmup:  # its output would be multiplied by 0
             return ce_loss, terms, None
         with torch.no_grad():  # only f_t, g_t learn in this phase; the student still runs in train mode
@@ -113,15 +125,20 @@ class RID(Distiller):
         if phase == "warmup":  # divergence 11: the forward ran for its batch-norm side effect alone
             return ce_loss, terms, logits
         distil = sum(rid_filter_term(a, b, s, self.reduction) for a, b, s in zip(ft, fs, sig))
-        terms["filter_distil"] = distil.detach()
+        terms["filter_distil"] = distil
         return ce_loss + distil, terms, logits
 
     def _student_loss(self, x, y, t_taps):
         with torch.no_grad():  # f_t is fixed in this phase (its BN still tracks statistics, as in the code)
             ft = [f(t) for f, t in zip(self.f_t, t_taps)]
+            self._stats = filter_stats(ft, [g(f) for g, f in zip(self.g_t, ft)], y)
         logits, s_taps = self.student(x, taps=True)
         fs = [f(s) for f, s in zip(self.f_s, s_taps)]
         ce_loss = ce(logits, y)
         distil = sum(rid_student_term(a, b, s, self.reduction) for a, b, s in zip(ft, fs, self.sigmas()))
         loss = self.lam1 * ce_loss + self.lam2 * distil
-        return loss, {"ce": ce_loss.detach(), "rid": distil.detach()}, logits
+        return loss, {"ce": ce_loss, "rid": distil}, logits
+
+    @torch.no_grad()
+    def epoch_stats(self):
+        return {f"sigma_{k}": v for k, v in spread(self.sigmas()).items()}

@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 
 from ridrepro.distill.base import Distiller, ce
-from ridrepro.distill.rid import head, student_filter, teacher_filter
+from ridrepro.distill.rid import filter_stats, head, student_filter, teacher_filter
 
 
 def ted_term(ft, fs):
@@ -25,6 +25,7 @@ class TED(Distiller):
     def __init__(self, student, teacher, lam=10.0, stage1_epochs=30, num_classes=10):
         super().__init__(student, teacher)
         self.lam, self.stage1_epochs = lam, stage1_epochs
+        self.grad_weights = {"ce": 1.0, "ted": lam}
         pairs = list(zip(teacher.channels, student.channels, teacher.spatial))
         self.f_t = nn.ModuleList(teacher_filter(ct, cs) for ct, cs, _ in pairs)
         self.g_t = nn.ModuleList(head(cs, n, num_classes) for _, cs, n in pairs)
@@ -47,12 +48,15 @@ class TED(Distiller):
         if phase == "stage1":
             with torch.no_grad():  # the student network is frozen in stage 1
                 logits, s_taps = self.student(x, taps=True)
-            ce_t = sum(ce(g(f(t)), y) for f, g, t in zip(self.f_t, self.g_t, t_taps))
+            ft = [f(t) for f, t in zip(self.f_t, t_taps)]
+            head_logits = [g(f) for g, f in zip(self.g_t, ft)]
+            self._stats = filter_stats(ft, head_logits, y)
+            ce_t = sum(ce(h, y) for h in head_logits)
             ce_s = sum(ce(g(f(s)), y) for f, g, s in zip(self.f_s, self.g_s, s_taps))
-            return ce_t + ce_s, {"t_filter_ce": ce_t.detach(), "s_filter_ce": ce_s.detach()}, logits
+            return ce_t + ce_s, {"t_filter_ce": ce_t, "s_filter_ce": ce_s}, logits
         with torch.no_grad():
             ft = [f(t) for f, t in zip(self.f_t, t_taps)]
         logits, s_taps = self.student(x, taps=True)
         distil = sum(ted_term(a, f(s)) for a, f, s in zip(ft, self.f_s, s_taps))
         ce_loss = ce(logits, y)
-        return ce_loss + self.lam * distil, {"ce": ce_loss.detach(), "ted": distil.detach()}, logits
+        return ce_loss + self.lam * distil, {"ce": ce_loss, "ted": distil}, logits

@@ -9,7 +9,7 @@ the code takes the mean, which is why lambda is 100 (protocols.md section 3).
 import torch
 import torch.nn as nn
 
-from ridrepro.distill.base import Distiller, ce, channel_param, variance
+from ridrepro.distill.base import Distiller, ce, channel_param, spread, variance
 
 
 def vid_term(t, mu, alpha):
@@ -30,6 +30,7 @@ class VID(Distiller):
     def __init__(self, student, teacher, lam=100.0):
         super().__init__(student, teacher)
         self.lam = lam
+        self.grad_weights = {"ce": 1.0, "vid": lam}
         self.mu = nn.ModuleList(regressor(cs, ct) for cs, ct in zip(student.channels, teacher.channels))
         self.alpha = nn.ParameterList(channel_param(ct) for ct in teacher.channels)
 
@@ -40,4 +41,8 @@ class VID(Distiller):
         logits, s_taps = self.student(x, taps=True)
         ce_loss = ce(logits, y)
         distil = sum(vid_term(t, mu(s), a) for t, s, mu, a in zip(t_taps, s_taps, self.mu, self.alpha))
-        return ce_loss + self.lam * distil, {"ce": ce_loss.detach(), "vid": distil.detach()}, logits
+        return ce_loss + self.lam * distil, {"ce": ce_loss, "vid": distil}, logits
+
+    @torch.no_grad()
+    def epoch_stats(self):
+        return {f"variance_{k}": v for k, v in spread([variance(a) for a in self.alpha]).items()}
