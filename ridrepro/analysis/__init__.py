@@ -1,0 +1,1 @@
+"""Reading committed runs: tables, claims and their verdicts. Nothing here trains."""
