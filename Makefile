@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: book test venv chapter clean-book
+.PHONY: book test test-fast venv chapter clean-book
 
 # Reinstall only when the requirements or the package metadata change.
 $(STAMP): requirements.txt pyproject.toml
@@ -29,8 +29,14 @@ TRAINING_CHAPTERS := book/neural_toy.ipynb book/rid_theory.ipynb
 # their own thread counts, so the outputs do not depend on this machine's cores), then the training
 # chapters again on a second kernel path.
 test: $(STAMP)
-	$(PY) -m pytest tests book $(NBVAL)
-	ATEN_CPU_CAPABILITY=default $(PY) -m pytest $(TRAINING_CHAPTERS) $(NBVAL)
+	$(VENV)/bin/lint-imports
+	$(PY) -m pytest -n 2 tests book $(NBVAL)
+	ATEN_CPU_CAPABILITY=default $(PY) -m pytest -n 2 $(TRAINING_CHAPTERS) $(NBVAL)
+
+# The edit-test loop: the architecture contracts and the unit tests, without subprocess grids or chapters.
+test-fast: $(STAMP)
+	$(VENV)/bin/lint-imports
+	$(PY) -m pytest -n 2 -m "not grid" tests
 
 # Re-run one chapter with papermill: in place by default (the stored outputs must come from the default
 # parameters), or into OUT, e.g. `make chapter NB=pid_primer.ipynb P="-p unit nats" OUT=/tmp/nats.ipynb`.

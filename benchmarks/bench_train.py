@@ -20,9 +20,10 @@ from dataclasses import replace
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from ridrepro.data import CIFAR10
-from ridrepro.engine import Trainer, build_distiller, build_model, build_optimisers, prepare, to_device
+from ridrepro.data import CIFAR10, to_device
+from ridrepro.models import build_model
 from ridrepro.protocols import PAPER_CODE
+from ridrepro.train.engine import Trainer, build_distiller, build_optimisers
 
 
 def sync(device):
@@ -45,16 +46,11 @@ def peak_matmul_flops(device, n, repeats=5):
 
 
 def step_flops(trainer, phase):
-    """FLOPs of one forward + backward of the method's loss on one batch (optimiser step excluded)."""
-    d, data = trainer.distiller, trainer.data
-    idx = torch.arange(trainer.protocol.batch_size, device=data.train_y.device)
-    x = prepare(data.train_x[idx], trainer.norm)
+    """FLOPs of one training step of the engine (Trainer.step: forward, backward, optimiser step) on one batch."""
+    idx = torch.arange(trainer.protocol.batch_size, device=trainer.data.train_y.device)
     counter = FlopCounterMode(display=False)
     with counter:
-        t = [c[idx] for c in trainer.cache] if trainer.cache is not None else (d.teacher_taps(x) if d.uses_teacher else None)
-        loss, _, _ = d.loss(x, data.train_y[idx], t, phase)
-        loss.backward()
-    d.zero_grad(set_to_none=True)
+        trainer.step(idx, phase, trainer.distiller.phase_groups(phase))
     return counter.get_total_flops()
 
 

@@ -18,11 +18,12 @@ import numpy as np
 import torch
 
 from ridrepro.data import load_cifar10
-from ridrepro.engine import build_model, evaluate, tap_features
+from ridrepro.layout import teacher_dir
+from ridrepro.models import build_model
+from ridrepro.models.forward import evaluate, tap_features
+from ridrepro.models.weights import load_teacher
 from ridrepro.pid import representation_pid
-from ridrepro.protocols import get_protocol
-from ridrepro.runs import load_teacher, protocol_data, teacher_dir
-
+from ridrepro.protocols import get_protocol, protocol_data
 
 ATOMS = ("red", "uni_t", "uni_s", "syn", "i_yt", "i_ys")
 

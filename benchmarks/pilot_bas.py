@@ -5,7 +5,7 @@
 BAS needs no teacher, so it can be piloted while the teacher trains. Each pilot trains the protocol's BAS
 student (its data, epochs, batch, batch-norm updates, evaluation epochs) with one learning-rate variant, and
 writes one JSON line per epoch to <out>/bas-<variant>-s<seed>.jsonl, and at the end how much the test accuracy
-still moves over the last 20% of the optimiser steps (ridrepro.results.tail_change):
+still moves over the last 20% of the optimiser steps (ridrepro.analysis.results.tail_change):
 
     squared    paper-code: LambdaLR returns lr * decay, so the effective rate is 0.05^2 = 0.0025 (divergence 1)
     unsquared  the paper's text: 0.05, x0.2 at the same milestones (1/2 and 2/3 of the epochs)
@@ -19,11 +19,12 @@ from pathlib import Path
 
 import torch
 
-from ridrepro.data import load_cifar10
-from ridrepro.engine import Trainer, build_distiller, build_model, to_device
-from ridrepro.protocols import get_protocol
-from ridrepro.results import tail_change
-from ridrepro.runs import environment, protocol_data
+from ridrepro.analysis.results import tail_change
+from ridrepro.data import load_cifar10, to_device
+from ridrepro.models import build_model
+from ridrepro.protocols import get_protocol, protocol_data
+from ridrepro.train.engine import Trainer, build_distiller
+from ridrepro.train.store import environment
 
 
 def variant(method, name):

@@ -28,6 +28,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ridrepro.files import atomic_torch_save, file_sha256
+
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck")
 CIFAR10_NORM = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
@@ -156,7 +158,7 @@ def load_cifar10(path=None, *, cache_dir=None, download=False, expected_per_clas
     every class present and equal counts within a split are still required).
     """
     kind, source = _find_source(data_location(path), download)
-    digest = _sha256(source)
+    digest = file_sha256(source)
     cache = Path(cache_dir or default_cache_dir()) / f"cifar10-{digest[:20]}-v{CACHE_FORMAT}.pt"
     if cache.exists():
         try:
@@ -336,42 +338,29 @@ def _check_counts(ds, expected_per_class, source):
             raise ValueError(f"{source}: {split} split has per-class counts {wrong}, expected {want} each")
 
 
-def _sha256(path):
-    """sha256 of a file, or of a folder's files (relative names and contents, in sorted order)."""
-    h = hashlib.sha256()
-    if path.is_file():
-        with open(path, "rb") as f:
-            return hashlib.file_digest(f, "sha256").hexdigest()
-    for file in sorted(p for p in path.rglob("*") if p.is_file()):
-        h.update(str(file.relative_to(path)).encode() + b"\0")
-        with open(file, "rb") as f:
-            h.update(hashlib.file_digest(f, "sha256").digest())
-    return h.hexdigest()
+def synthetic_cifar(train_per_class=60, test_per_class=20, seed=0):
+    """Random images with a learnable class signal (a coloured corner patch); clearly labelled in provenance."""
+    g = torch.Generator().manual_seed(seed)
+    parts = []
+    for n in (train_per_class, test_per_class):
+        y = torch.arange(10).repeat_interleave(n)
+        x = (torch.rand(len(y), 3, 32, 32, generator=g) * 255).to(torch.uint8)
+        x[:, :, :8, :8] = (y * 25).to(torch.uint8)[:, None, None, None]
+        parts += [x, y]
+    return CIFAR10(*parts, provenance={"kind": "synthetic", "seed": seed,
+                                       "per_class": [train_per_class, test_per_class]})
 
 
-def atomic_write_bytes(data, path):
-    """Write bytes so that `path` holds either its old content or all of `data`, never a torn file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+@dataclass
+class DeviceData:
+    train_x: torch.Tensor  # uint8 (N, 3, 32, 32) on the device
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
 
 
-def atomic_torch_save(obj, path):
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    atomic_write_bytes(buffer.getvalue(), path)
-
-
-def tensors_sha256(*tensors):
-    h = hashlib.sha256()
-    for t in tensors:
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
+def to_device(ds, device):
+    return DeviceData(*(t.to(device) for t in (ds.train_x, ds.train_y, ds.test_x, ds.test_y)))
 
 
 # ----------------------------------------------------------------------------- command line

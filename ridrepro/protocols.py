@@ -1,13 +1,10 @@
 """Protocols as data: every hyperparameter of a grid in one object, no branches in the training loop.
 
-paper-code  what the authors' code (kd-rid, commit 3f8151a) actually ran; each divergence from the paper
-            text is reproduced and tagged "divergence N" = /work/shared/reference/protocols.md section 4, item N.
-paper-text  what the paper states (protocols.md section 5); choices the paper leaves open are marked CHOICE.
-cpu-preview paper-code scaled down to a 2-core CPU: same losses, lambdas, optimisers and phase structure;
-            every reduction is written next to its paper-code value.
-smoke       seconds, for tests.
-
-Epochs are 0-based indices inside the code; `pid_epochs` and metrics count completed epochs (1-based).
+paper-code is what the authors' code (kd-rid, commit 3f8151a) ran, each departure from the paper's text tagged
+"divergence N" (row N of the table in book/reproducibility.md); paper-text is what the paper states, with CHOICE
+where it is silent; cpu-preview, cpu-4k and paper-code-4k size paper-code for a 2-core CPU; smoke is for tests.
+Why each is set as it is: book/reproducibility.md. Epochs are 0-based inside the code; `pid_epochs` and metrics
+count completed epochs (1-based).
 """
 
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -57,8 +54,7 @@ class Method:
     ted_stage1_epochs: int = 0
     init_from: str | None = None  # "bas": start from the trained BAS student of the same seed
     epochs: int | None = None  # None: the protocol's student epochs
-    # Train-mode forwards of the student per step. 2 reproduces Lightning's training_step + predict_step in the
-    # authors' code (divergence 10): batch-norm running statistics then take two momentum updates per batch.
+    # Train-mode forwards of the student per step; 2 is Lightning's training_step + predict_step (divergence 10).
     bn_updates: int = 1
 
 
@@ -93,19 +89,15 @@ class Protocol:
     pid_epochs: tuple = ()
     # Test accuracy after every eval_every-th epoch, and always after PID epochs and the last epoch.
     eval_every: int = 1
-    # PID epochs also store the PID layer's test outputs of student and teacher as this many PCA components
-    # (rows L2-normalised first, as the PID features path does), float16, for later estimator studies. 0: none.
+    # PCA components (of L2-normalised rows, float16) of the PID layer's test outputs stored at PID epochs; 0: none.
     store_pca: int = 0
     pid_preset: str = "paper-code"
     pid_layer: int = 2  # 0-based group index: 2 = third group output (teacher 128x8x8, student 64x8x8)
     pid_overrides: dict = field(default_factory=dict)  # settings that replace the preset's, e.g. kmeans_n_init
-    # Initialisation of the method's own modules (RID's filters and heads, VID's regressors, TED's filters and
-    # heads): "torch" keeps PyTorch's defaults, "authors" applies the networks' kaiming_uniform(fan_out) init to
-    # them too, as the authors' code does to the whole training system (divergence 9).
+    # Init of the method's own modules: "torch" (PyTorch's defaults) | "authors" (kaiming fan_out, divergence 9).
     extras_init: str = "torch"
-    # The untrained teacher is initialised with torch seed (teacher seed + this offset): 0 makes it the trained
-    # teacher's initial weights, anything else an independent construction (divergence 13). Teacher seeds stay
-    # below the offset, so no ut teacher shares its initialisation with a tt teacher.
+    # ut teacher's torch seed = teacher seed + this: 0 is the tt teacher's start, an offset above every seed an
+    # independent construction (divergence 13).
     ut_init_offset: int = 0
     notes: str = ""
 
@@ -159,8 +151,7 @@ def borrow_teachers(protocol, teacher_from, teacher_sha256, **changes):
 
 # ----------------------------------------------------------------------------- paper-code
 
-# Divergence 1: LambdaLR(lambda e: lr * decay) multiplies lr twice (0.05 -> 0.0025), and Lightning steps it
-# at epoch end with the lambda reading the finished epoch, so each drop lands one epoch late.
+# Divergence 1: LambdaLR multiplies lr twice (0.05 -> 0.0025), and each drop lands one epoch late.
 _CODE_SQUARED = Schedule(milestones=(150, 200), gamma=0.2, squared=True, lag=1)
 # Divergence 2: RID and TED use manual optimisation and never step the scheduler: 0.0025 for all epochs.
 _CODE_UNSTEPPED = Schedule(milestones=(150, 200), gamma=0.2, squared=True, lag=1, stepped=False)
@@ -186,27 +177,21 @@ PAPER_CODE = Protocol(
         "bas": Method("bas", {"student": _CODE_STUDENT}, clip=None, bn_updates=2),  # divergences 5, 10
         "vid": Method("vid", {"student": _CODE_STUDENT}, clip=100.0, lam=(100.0,), bn_updates=2),  # 5, 10
         "rid": Method("rid", _CODE_RID_OPTIM, clip=100.0, lam=(1.0, 10.0), rid=_CODE_RID),  # divergences 2, 5, 11
-        # Divergence 6: the script's "TED" is RID with one cycle and r = 1/8 (38 filter epochs: 0..37, then the
-        # RID student loss), trained from scratch; divergences 2 and 11 apply to it too.
+        # Divergence 6: "TED" is RID with one cycle, r = 1/8 (filter epochs 0..37), from scratch; 2 and 11 apply.
         "ted": Method("rid", _CODE_RID_OPTIM, clip=100.0, lam=(1.0, 10.0),
                       rid=dict(_CODE_RID, cycles=1, q=300, r=0.125)),
     },
     augment=False, teacher_augment=False,  # divergence 3: no augmentation
     norm=PAPER_CODE_NORM,  # divergence 3: Normalize(0.5, 0.5)
-    # Divergence 3: the teacher's loader was not shuffled. Our tensors are class-major, so a literal "no
-    # shuffle" would feed one class at a time; one fixed permutation reproduces "the same mixed order
-    # every epoch" that the official file order gave the authors.
+    # Divergence 3: an unshuffled teacher loader = one fixed mixed order (why: book/reproducibility.md, "paper-code").
     teacher_shuffle="fixed",
-    # Divergence 7: PID every 20 epochs (the code saves representations when current_epoch % 20 == 0,
-    # i.e. after the 1st, 21st, ... epoch), on the 10,000 test images, third group, PCA 5 / KMeans 10.
+    # Divergence 7: PID after epochs 1, 21, ..., 281 (current_epoch % 20 == 0), test set, third group, PCA 5.
     pid_epochs=tuple(range(1, 301, 20)),
     pid_preset="paper-code",
-    # Divergence 12: the preset's KMeans n_init = 1, scikit-learn's default since 1.4 (ridrepro.pid.features);
-    # the reproducibility chapter measures what n_init = 10 would change.
+    # Divergence 12: the preset's KMeans n_init = 1, scikit-learn's default since 1.4 (ridrepro.pid.features).
     extras_init="authors",  # divergence 9
     ut_init_offset=1000,  # divergence 13: two independent constructions
-    # Divergence 8: the test set doubles as the validation set (accuracy every epoch) - the engine always
-    # reports test accuracy per epoch, for every protocol.
+    # Divergence 8: the test set doubles as the validation set; the engine reports test accuracy for every protocol.
     notes="What the authors' code ran (kd-rid 3f8151a), every divergence of protocols.md section 4 reproduced.",
 )
 
@@ -224,13 +209,8 @@ PAPER_TEXT = Protocol(
     methods={
         "bas": Method("bas", {"student": _TEXT_SGD}),
         "vid": Method("vid", {"student": _TEXT_SGD}, lam=(100.0,)),
-        # Algorithm 1 + Appendix C: n_w = 30 warm-up epochs, then cycles of q = 30 with r = 1/4, 300 epochs
-        # in total; eq. 11's distillation term applies in every filter phase after the warm-up.
-        # Eqs. 11 and 13 as written: sums over c, h, w and ||sigma||^2 (reduction "sum"; the code takes means).
-        # CHOICE: lambda1 = 1 and lambda2 = 10 / 4096, so that the third group's squared error (64 x 8 x 8 = 4,096
-        # terms) weighs per element what paper-code's mean with lambda2 = 10 gives it; the paper states no
-        # lambdas. Summed, the first and second groups weigh 4x and 2x more per element than there, and the
-        # ||sigma||^2 penalty H*W times less relative to V^2. Eq. 11 has no weight: its sum enters at weight 1.
+        # Algorithm 1 + Appendix C: 30 warm-up epochs, then 9 cycles of q = 30, r = 1/4; eqs. 11 and 13 summed.
+        # CHOICE: lambda2 = 10 / 4096, paper-code's per-element weight (book/reproducibility.md, "Sums or means").
         # CHOICE: the student does not run in warm-up epochs (divergence 11 is a side effect of the code).
         "rid": Method("rid", {"student": _TEXT_SGD, "filter": _TEXT_SGD}, lam=(1.0, 10.0 / 4096),
                       rid=dict(warmup=30, cycles=9, q=30, r=0.25, filter_distil_from_cycle=0, reduction="sum",
@@ -240,14 +220,13 @@ PAPER_TEXT = Protocol(
         "ted": Method("ted", {"t_filter": _TEXT_SGD, "s_filter": _TEXT_SGD, "student": _TEXT_SGD},
                       lam=(10.0,), ted_stage1_epochs=30, init_from="bas"),
     },
-    # CHOICE: the paper does not mention augmentation; the standard random crop (pad 4) + flip, standard
-    # CIFAR-10 normalisation, reshuffled every epoch.
+    # CHOICE: augmentation is unstated; the standard crop (pad 4) + flip, CIFAR-10 normalisation, reshuffling.
     augment=True, teacher_augment=True, norm=CIFAR10_NORM, teacher_shuffle="epoch",
     # Appendix C: PID on the test set, 10 PCA components, 10 clusters. CHOICE: every 20 epochs, ending at 300.
     pid_epochs=tuple(range(20, 301, 20)),
     pid_preset="paper-text",  # CHOICE: KMeans n_init = 10 (the paper is silent; ten restarts vary less)
-    # CHOICE (divergence 9): the authors' init for the method's modules too; the paper states none, and the
-    # networks already use it. CHOICE (divergence 10): one batch-norm update per step, the method's own.
+    # CHOICE (divergence 9): the authors' init for the method's modules too.
+    # CHOICE (divergence 10): one batch-norm update per step, the method's own.
     extras_init="authors",
     ut_init_offset=1000,  # CHOICE (divergence 13): independent constructions, as the code has
     notes="What the paper states (protocols.md section 5); CHOICE comments mark what it leaves open.",
@@ -255,39 +234,20 @@ PAPER_TEXT = Protocol(
 
 # ----------------------------------------------------------------------------- cpu-preview
 
-# Scaled copy of paper-code. Everything not listed here is paper-code's value (losses, lambdas, SGD
-# settings, squared / unstepped learning rates, clipping, no student augmentation, RID r = 1/4
-# and 10 cycles, TED-as-RID with one cycle and r = 1/8, WRN-40-2 -> WRN-16-1, batch 128).
-# Sizing, measured on this 2-core machine with benchmarks/bench_train.py (1 thread per process; two processes
-# side by side beat one process with 2 threads by ~10% for students and ~25% for the teacher). Training
-# images/s per core, batch 128: BAS 367, VID 172, RID student phase 171, RID filter phase 530; WRN-40-2
-# teacher training ~38, teacher forward ~118. Fewer images first, then fewer epochs: a BAS pilot on 300
-# images/class reached its test plateau (0.41-0.43, train accuracy -> 0.94) by epoch ~15, so 80 epochs on
-# 150 images/class still reach a plateau, as paper-code's BAS does by epoch 20 of 300.
-# Estimated grid (2 teachers + 14 student runs for 2 seeds, `ridrepro grid --jobs 2`): ~13,600 core-seconds,
-# ~1.9 h wall on 2 cores.
-_P_EPOCHS = 80  # paper-code 300
-# paper-code 300. The teacher (WRN-40-2, ~38 images/s per core) is the grid's longest single task and every
-# tt cell waits for it: 40 epochs take ~38 min.
-_P_TEACHER_EPOCHS = 40
+# paper-code scaled to a 2-core CPU, fewer images first, then fewer epochs; what is not set here is paper-code's.
+# Sizing and pilots: book/reproducibility.md, "cpu-preview".
+_P_EPOCHS = 80  # paper-code 300; a BAS pilot levelled off by epoch ~15
+_P_TEACHER_EPOCHS = 40  # paper-code 300; the grid's longest task, which every tt cell waits for
 _P_SQUARED = replace(_CODE_SQUARED, milestones=(40, 53))  # paper-code (150, 200): the same fractions 1/2, 2/3
 _P_STUDENT = replace(_SGD, schedule=_P_SQUARED)
 _P_RID_OPTIM = {"student": replace(_SGD, schedule=replace(_P_SQUARED, stepped=False)), "filter": _SGD}
 
-# The one recipe change: the teacher, fixed from its own training curves before any student ran. At this scale
-# (12 steps per epoch) a learning rate of 0.05 does not train the post-activation WRN-40-2 with the authors'
-# init (its first-epoch cross-entropy is 8-10: large initial logits): the authors' Adam was still at chance
-# (test accuracy 0.09-0.12) after 9 epochs, paper-text's SGD at 0.05 after 6. A "trained teacher" that is not
-# trained would void the grid's question, so cpu-preview trains the teacher with the recipe its BAS student
-# uses (paper-code's squared SGD: 0.0025, x0.2 at 1/2 and 2/3 of the epochs), which a 3-epoch pilot showed
-# learning (test accuracy 0.13, 0.18, 0.24), plus random crop + flip and per-epoch reshuffling against
-# overfitting 1,500 images. Students still see the teacher through paper-code's unaugmented input.
+# The one recipe change, fixed before any student ran: at lr 0.05 this teacher stays at chance, so it takes its BAS
+# student's recipe, plus crop + flip and reshuffling (why: book/reproducibility.md, "cpu-preview").
 _P_TEACHER = Method("teacher", {"student": replace(_P_STUDENT, schedule=replace(_P_SQUARED, milestones=(20, 27)))},
                     epochs=_P_TEACHER_EPOCHS)
 
-# cpu-preview does NOT reproduce divergences 9-13: it keeps the settings its committed 2-seed grid
-# (results/cpu-preview) was run with, so that those results stay what this code computes. The full-scale grid
-# that replaces it reproduces them; the reproducibility chapter lists what each protocol does.
+# Divergences 9-13 not reproduced: the settings its committed grid (results/cpu-preview) ran with.
 _P_PRE_FIDELITY = dict(student_forward_in_warmup=False)  # divergence 11 not reproduced
 CPU_PREVIEW = replace(
     PAPER_CODE,
@@ -309,8 +269,7 @@ CPU_PREVIEW = replace(
     extras_init="torch",  # divergence 9 not reproduced
     ut_init_offset=0,  # divergence 13 not reproduced: the ut teacher is the tt teacher's initial weights
     train_per_class=150,  # paper-code 5000 (1,500 of 50,000 images, class-balanced, subset seed 0)
-    # paper-code 1000 (the authors' test loader). Speed only, eval mode is per-image: one CPU thread
-    # evaluates WRN-16-1 at ~1190 images/s in batches of 128 but ~590 in batches of 1000.
+    # paper-code 1000; speed only (eval mode is per-image, and a CPU thread evaluates batches of 128 twice as fast).
     eval_batch_size=128,
     test_per_class=200,  # paper-code 1000 (2,000 of 10,000 test images; PID and accuracy use the same)
     pid_epochs=(1, 11, 21, 31, 41, 51, 61, 71, 80),  # paper-code every 20 of 300 from epoch 1; here every 10 + last
@@ -319,47 +278,22 @@ CPU_PREVIEW = replace(
 
 # ----------------------------------------------------------------------------- cpu-4k
 
-# The full-scale grid for a 2-core CPU (issue 12), sized to at most 16 core-hours on an AVX2 CPU: a teacher as
-# good as the paper's, trained on all 50,000 training images; students on 4,000 of them (400 per class, subset
-# seed 0); accuracy and PID on the whole 10,000-image test set. Everything else is paper-code's (losses,
-# lambdas, filters, regressors, clipping, no student augmentation, Normalize(0.5, 0.5), RID cycles with r = 1/4,
-# the code's "TED", divergences 9-13).
-#
-# Sizing, measured with one thread per process on the AVX2 CPU the grid started on (images/s, batch 128):
-# WRN-40-2 teacher training 23 (channels_last; 18 contiguous), WRN-16-1 training step 190. The AVX512 machine
-# of benchmarks/bench_train.py runs both about 1.9x faster. Students: 4,000 images x 40 epochs = 160,000
-# image-steps each, ~9.4 core-hours for the 21 runs; the teacher ~3.8; evaluations, taps and PID ~1.5.
-#
-# The teacher's recipe (CHOICE, fixed before any student ran): paper-code's Adam at 0.05 for 300 epochs would
-# take ~550 core-hours here. A standard short SGD recipe instead: Nesterov momentum 0.9, weight decay 5e-4,
-# cross-entropy without label smoothing (label-smoothed teachers distil worse), random crop + flip, reshuffled
-# every epoch, torch's one-cycle schedule stepped per step (linear warm-up over the first 15% of the steps from
-# 0.01 to 0.1, then linear decay to 1e-4), 6 epochs of 391 steps, float32.
+# The full-scale grid for a 2-core CPU (issue 12), at most 16 core-hours: a 50,000-image teacher, students on 4,000
+# images, the whole test set; what is not set here is paper-code's, divergences 9-13 included.
+# Sizing and each choice: book/reproducibility.md, "cpu-4k".
+# CHOICE: a short standard SGD recipe for the teacher (paper-code's Adam for 300 epochs: ~550 core-hours here).
 _K_TEACHER = Method(
     "teacher",
     {"student": replace(_SGD, lr=0.1, schedule=Schedule(kind="onecycle", warmup=0.15, div=10.0, final_div=1000.0))},
     epochs=6)
 _K_EPOCHS = 40
-# The students' learning rate: the paper's unsquared 0.05 (CHOICE; divergence 1's squared 0.0025 is not
-# reproduced, its late drops are), decided from two BAS pilots before any distilled student ran
-# (results/cpu-4k/pilots, benchmarks/pilot_bas.py, seed 100). 40 epochs of 4,000 images are 1,280 steps. At
-# 0.0025 BAS was still fitting its training set when the first drop came (train accuracy 0.85 at epoch 20,
-# 0.94 at the end): its test curve (0.450 at the end) is flat only because the drops shrink the rate to
-# 0.0001. At 0.05 it fits the training set by epoch 17 and its test accuracy levels off from epoch 20
-# (0.543-0.547 over epochs 20-40, 0.545 at the end): converged, as paper-code's BAS is after its ~11,700
-# steps at 0.0025. RID's and TED's students keep divergence 2 (their scheduler never steps): 0.05 throughout.
+# CHOICE: the students' lr is the paper's unsquared 0.05 with divergence 1's late drops, as two BAS pilots decided
+# (results/cpu-4k/pilots); RID's and TED's keep divergence 2, so 0.05 throughout.
 _K_LR = replace(_CODE_SQUARED, milestones=(20, 27), squared=False)  # paper-code (150, 200) of 300: 1/2, 2/3
 _K_STUDENT = replace(_SGD, schedule=_K_LR)
 _K_RID_OPTIM = {"student": replace(_SGD, schedule=replace(_K_LR, stepped=False)), "filter": _SGD}
-# CIFD (issue 14; ridrepro/distill/cifd.py, where each CHOICE below is explained). Not a method of the paper, so
-# no paper-code value exists; its student gets BAS's and VID's settings (SGD 0.05, drops after epochs 20 and 27,
-# clipping 100, no augmentation, the same 40 epochs and batch), and its first `stage1_epochs` epochs train the
-# RDMs alone on the teacher's cached taps (as RID's filter epochs and TED's stage 1 take epochs from the student).
-# CHOICE: 4 RDMs at 1, 4, 16 and 64 nats (the class label holds ln 10 = 2.3 nats: the lowest rate cannot carry
-# all of it, the highest carries nearly all of e_T), d_z = 32 channel dims, hidden 256; stage 1 = 4 epochs of
-# Adam at 3e-3 (128 steps on 4,000 embeddings, 4.0 s on one AVX512 thread beside the grid; a stage-2 step runs at
-# ~230 images/s there, BAS's speed: the IBM and the RDMs are small next to the student); weights
-# w_ce = w_kd = w_rdm = w_ibm = 1, tau = 4 (Hinton's CIFAR value), IBM d_ib = 64 with beta_ib = 0.01.
+# CIFD (issue 14): not in the paper; its student takes VID's settings, and its first stage1_epochs train the RDMs.
+# CHOICE: rates 1, 4, 16, 64 nats around the label's ln 10, sizes, stage 1 and weights (book/engine.md, "CIFD").
 _CIFD = dict(rates=(1.0, 4.0, 16.0, 64.0), d_z=32, hidden=256, d_ib=64, beta_ib=0.01, tau=4.0, stage1_epochs=4)
 _RDM_ADAM = Optim("adam", lr=3e-3, momentum=0.0, nesterov=False, weight_decay=0.0)
 
@@ -384,15 +318,14 @@ CPU_4K = replace(
         "rid": replace(PAPER_CODE.methods["rid"], optim=_K_RID_OPTIM, rid=dict(_CODE_RID, q=4)),
         # one cycle of 40, r = 1/8: epochs 0..4 filter, then student
         "ted": replace(PAPER_CODE.methods["ted"], optim=_K_RID_OPTIM, rid=dict(PAPER_CODE.methods["ted"].rid, q=40)),
-        # the student's optimiser, schedule and clipping are VID's; CHOICE: one batch-norm update per step, as RID
-        # and TED (divergence 10 is Lightning's second forward in BAS and VID). Epochs 0..3 the RDMs, 4..39 the student.
+        # VID's optimiser, schedule and clipping; CHOICE: one batch-norm update per step (divergence 10 not applied).
+        # Epochs 0..3 the RDMs, 4..39 the student.
         "cifd": _cifd(_K_STUDENT, 100.0),
     },
     train_per_class=400,  # paper-code 5000, for the students
     test_per_class=None,  # the whole test set, as paper-code
     eval_batch_size=128,  # speed only (see cpu-preview)
-    # Test accuracy every 4 epochs (paper-code: every epoch): one evaluation of 10,000 images costs a student
-    # ~17 s, a tenth of a training epoch.
+    # paper-code: every epoch; a 10,000-image evaluation costs a student a tenth of a training epoch.
     eval_every=4,
     pid_epochs=(1, *range(4, 41, 4)),  # 11 records per teacher, each read from its epoch's evaluation
     pid_overrides={"null": 100},  # a shuffled-label null per record; KMeans n_init 1 (divergence 12)
@@ -403,10 +336,8 @@ CPU_4K = replace(
 
 # ----------------------------------------------------------------------------- paper-code-4k
 
-# paper-code on cpu-4k's 4,000 training images (issue 23): the authors' recipe exactly (squared rates, coded drops,
-# never-stepped RID/TED students, 300 epochs, q = 30, clipping, init, double batch-norm updates), with cpu-4k's
-# committed teachers. Only evaluation differs: every 10 epochs (3 evaluations in the last 10 %), PID records with
-# a null and stored PCA-50 features, as cpu-4k.
+# paper-code's recipe exactly on cpu-4k's 4,000 images, with cpu-4k's committed teachers pinned by sha256 (issue 23);
+# only evaluation differs (why: book/reproducibility.md, "paper-code-4k").
 PAPER_CODE_4K = borrow_teachers(
     PAPER_CODE, "cpu-4k",
     {"tt": "1d8d3b1bfe9e509d801639c5c276f9006eceb2d734068c94cb60c645ebdd252e",
@@ -416,7 +347,7 @@ PAPER_CODE_4K = borrow_teachers(
     teacher_data=CPU_4K.teacher_data,  # cpu-4k's teacher recipe, recorded; never run here
     train_per_class=400, test_per_class=None, subset_seed=0,  # cpu-4k's students' subset and the whole test set
     eval_batch_size=128,  # speed only
-    eval_every=10,
+    eval_every=10,  # still >= 3 evaluations in the last 10 % of epochs, where claims are read
     pid_overrides={"null": 100},
     store_pca=50,
     notes="paper-code's students on cpu-4k's 4,000 images with cpu-4k's committed teachers (issue 23).",
@@ -465,3 +396,21 @@ def get_protocol(name):
     if name not in PROTOCOLS:
         raise ValueError(f"unknown protocol {name!r}; choose from {', '.join(PROTOCOLS)}")
     return PROTOCOLS[name]
+
+
+# ----------------------------------------------------------------------------- a protocol's data
+
+def protocol_data(protocol, ds):
+    if protocol.train_per_class is None and protocol.test_per_class is None:
+        return ds
+    return ds.subset(protocol.train_per_class, protocol.test_per_class, seed=protocol.subset_seed)
+
+
+def teacher_data(protocol, ds):
+    """The teacher's data: the students' subset, or (teacher_data="all") the whole training split with the
+    students' test subset."""
+    if protocol.teacher_data == "students":
+        return protocol_data(protocol, ds)
+    if protocol.teacher_data != "all":
+        raise ValueError(f"teacher_data must be 'students' or 'all', got {protocol.teacher_data!r}")
+    return ds if protocol.test_per_class is None else ds.subset(None, protocol.test_per_class, seed=protocol.subset_seed)

@@ -9,17 +9,19 @@ import sys
 import textwrap
 from pathlib import Path
 
+import killable
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
-import killable
 import untimed
-from ridrepro.distill.cifd import CIFD, RDM, channel_noise_std, fit_rdms, kl_div, nmse, rate_distortion, rdm_outputs
-from ridrepro.engine import build_distiller, evaluate
+
+from ridrepro.analysis.rdm_curves import fit_rdms, rate_distortion, rdm_outputs
+from ridrepro.distill.cifd import CIFD, RDM, channel_noise_std, kl_div, nmse
 from ridrepro.models import WideResNet
+from ridrepro.models.forward import evaluate
 from ridrepro.protocols import CPU_4K, CPU_PREVIEW, PROTOCOLS, SMOKE
+from ridrepro.train.engine import build_distiller
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -142,7 +144,7 @@ def test_protocol_entries():
 
 
 def test_cpu_4k_grid_gains_the_cifd_cells(tmp_path):
-    from ridrepro.train_cli import grid_methods, grid_tasks
+    from ridrepro.train.grid import grid_methods, grid_tasks
     names = [n for n, *_ in grid_tasks(CPU_4K, [0, 1, 2], grid_methods(CPU_4K), tmp_path)]
     assert len(names) == 29 and sum(n.startswith("cifd-") for n in names) == 6
     old = [n for n, *_ in grid_tasks(CPU_4K, [0, 1, 2], ["bas", "vid", "rid", "ted"], tmp_path)]
@@ -167,7 +169,8 @@ def test_committed_runs_keep_their_identity(protocol):
     """The protocol-dependent part of every committed run's identity (settings, method spec, epochs) is what
     this code computes: adding CIFD changed no existing method or protocol. (Finished runs are recognised by
     their finished.json; a run that resumes is checked against its whole identity.)"""
-    from ridrepro.runs import TEACHER_SETTINGS, _diff_keys, _plain
+    from ridrepro.train.runs import TEACHER_SETTINGS, _plain
+    from ridrepro.train.store import _diff_keys
     folders = sorted((ROOT / "results" / protocol).glob("*/config.json"))
     assert folders
     p = PROTOCOLS[protocol]
@@ -210,8 +213,8 @@ SCRIPT = textwrap.dedent(f"""
     import sys, torch
     from dataclasses import replace
     from ridrepro.protocols import SMOKE
-    from ridrepro.runs import Options, distil
-    from ridrepro.train_cli import synthetic_cifar
+    from ridrepro.train.runs import Options, distil
+    from ridrepro.data import synthetic_cifar
     torch.set_num_threads(1)
     p = replace(SMOKE, epochs={EPOCHS}, pid_epochs=())
     p = replace(p, methods={{**p.methods, "cifd": replace(p.methods["cifd"], cifd={{**p.methods["cifd"].cifd,
@@ -253,8 +256,8 @@ def test_rate_distortion_curve_and_pid_against_rate():
 
 
 def test_teacher_rate_distortion_on_a_smoke_teacher():
-    from ridrepro.distill.cifd import teacher_rate_distortion
-    from ridrepro.train_cli import synthetic_cifar
+    from ridrepro.analysis.rdm_curves import teacher_rate_distortion
+    from ridrepro.data import synthetic_cifar
     ds = synthetic_cifar(20, 10)
     torch.manual_seed(0)
     rows = teacher_rate_distortion(WideResNet(10, 1), ds.train_x, ds.train_y, ds.test_x, ds.test_y, SMOKE.norm,

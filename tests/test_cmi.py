@@ -1,9 +1,9 @@
-"""ridrepro.cmi against hand-computed cases: independence gives ~0, a deterministic copy gives H(Y)."""
+"""ridrepro.theory.cmi against hand-computed cases: independence gives ~0, a deterministic copy gives H(Y)."""
 
 import numpy as np
 import pytest
 
-from ridrepro.cmi import knn_cmi, local_permutation, local_permutation_null, plugin_cmi
+from ridrepro.theory.cmi import knn_cmi, local_permutation, local_permutation_null, plugin_cmi
 
 N = 2000
 

@@ -8,14 +8,14 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-
 import untimed
-from ridrepro.engine import build_distiller, build_model, build_optimisers, schedule_table
-from ridrepro.protocols import CPU_4K, PAPER_CODE, SMOKE, Schedule
-from ridrepro.results import accuracy_summary, load_metrics
-from ridrepro.runs import Options, distil, ensure_teacher
-from ridrepro.train_cli import synthetic_cifar
 
+from ridrepro.analysis.results import accuracy_summary, load_metrics
+from ridrepro.data import synthetic_cifar
+from ridrepro.models import build_model
+from ridrepro.protocols import CPU_4K, PAPER_CODE, SMOKE, Schedule
+from ridrepro.train.engine import build_distiller, build_optimisers, schedule_table
+from ridrepro.train.runs import Options, distil, ensure_teacher
 
 
 def tiny(**kw):

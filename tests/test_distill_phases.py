@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from ridrepro.engine import build_distiller
 from ridrepro.models import WideResNet
 from ridrepro.protocols import PROTOCOLS
+from ridrepro.train.engine import build_distiller
 
 
 def phases(protocol, method):

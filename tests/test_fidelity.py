@@ -16,13 +16,14 @@ import pytest
 import torch
 import torch.nn as nn
 
-from ridrepro.data import CIFAR10
-from ridrepro.engine import Trainer, build_distiller, prepare, to_device
+from ridrepro.data import CIFAR10, synthetic_cifar, to_device
 from ridrepro.models import WideResNet
+from ridrepro.models.forward import prepare
+from ridrepro.models.weights import load_teacher
 from ridrepro.pid.features import PRESETS
 from ridrepro.protocols import PROTOCOLS, SMOKE
-from ridrepro.runs import Options, ensure_teacher, load_teacher
-from ridrepro.train_cli import synthetic_cifar
+from ridrepro.train.engine import Trainer, build_distiller
+from ridrepro.train.runs import Options, ensure_teacher
 
 
 def kaiming_bound(weight):

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 import torch
+import untimed
 
 import ridrepro
-import untimed
 from ridrepro.cli import main
 
 ray = pytest.importorskip("ray")
@@ -159,7 +159,7 @@ def test_a_failed_cell_is_reported_and_its_students_skipped(tmp_path, cluster):
 
 
 def test_a_cell_that_cannot_see_the_marker_says_which_path_and_node(tmp_path):
-    from ridrepro.grid_ray import run_cell, sees_marker
+    from ridrepro.train.grid_ray import run_cell, sees_marker
     marker = tmp_path / "nowhere" / ".ridrepro-ray-x"
     r = run_cell("bas-s0", [], str(tmp_path), str(tmp_path / "log"), str(marker), 1)
     assert r["status"] == "failed" and str(marker) in r["reason"] and "shares" in r["reason"]

@@ -1,4 +1,4 @@
-"""ridrepro.probes against hand-computed cases: tiny models and constructed logits whose answers are known."""
+"""ridrepro.analysis.probes against hand-computed cases: tiny models and constructed logits whose answers are known."""
 
 import math
 
@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ridrepro import probes
+from ridrepro.analysis import probes
 
 IDENTITY = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
 HALF = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
@@ -105,7 +105,7 @@ def test_bim_on_a_linear_model_matches_the_hand_computed_steps():
     assert got.min() >= 0 and got.max() <= 1
 
 
-def test_adversarial_transfer_by_construction():
+def test_bim_attack_and_transfer_by_construction():
     torch.manual_seed(0)
     d = 3 * 4 * 4
     w = torch.zeros(2, d)
@@ -122,9 +122,12 @@ def test_adversarial_transfer_by_construction():
     x[2] += 1 / 255
     x[3] += 100 / 255  # far from the boundary: BIM with eps 4/255 cannot flip it
     y = torch.tensor([0, 0, 1, 1])
-    out = probes.adversarial_transfer(attacker, {"twin": twin, "constant": constant}, x, y, HALF)
-    assert out["n_kept"] == 3 and out["kept"] == 0.75
-    assert out["twin"] == 1.0 and out["constant"] == 0.0
+    adv, keep, logits = probes.bim_attack(attacker, x, y, HALF)
+    assert keep.tolist() == [True, True, True, False]
+    assert torch.equal(logits, probes.predict(attacker, x, HALF))
+    rate = {name: probes.fooling_rate(probes.predict(m, x, HALF), probes.predict(m, adv, HALF), keep)
+            for name, m in (("twin", twin), ("constant", constant))}
+    assert rate == {"twin": 1.0, "constant": 0.0}
 
 
 def test_fooling_rate_counts_only_kept_images():
@@ -238,19 +241,15 @@ def test_linear_cka_against_the_feature_space_formula():
     assert 0 < probes.linear_cka(x, y) < 1
 
 
-def test_cka_matrix_of_taps():
+def test_cka_of_taps():
     model = Tiny(3)
     x = images(10, 8)
     feats = probes.tap_features(model, x, IDENTITY)
     assert len(feats) == 1 and feats[0].shape == (10, 4 * 4 * 4)
-    m = probes.cka_matrix(feats, feats)
-    assert m.shape == (1, 1) and float(m[0, 0]) == pytest.approx(1.0, abs=1e-12)
+    assert probes.linear_cka(feats[0], feats[0]) == pytest.approx(1.0, abs=1e-12)
     g = torch.Generator().manual_seed(7)
-    a = [torch.randn(12, 5, generator=g), torch.randn(12, 3, generator=g)]
-    b = [a[0] @ torch.linalg.qr(torch.randn(5, 5, generator=g))[0], torch.randn(12, 2, generator=g)]
-    m = probes.cka_matrix(a, b)
-    assert float(m[0, 0]) == pytest.approx(1.0, abs=1e-6)
-    assert float(m[1, 1]) == pytest.approx(probes.linear_cka(a[1], b[1]), abs=1e-12)
+    a = torch.randn(12, 5, generator=g)
+    assert probes.linear_cka(a, a @ torch.linalg.qr(torch.randn(5, 5, generator=g))[0]) == pytest.approx(1.0, abs=1e-6)
 
 
 # ----------------------------------------------------------------------------- the grid driver
@@ -260,9 +259,10 @@ def _fake_grid(root):
     architecture under smoke), a finished VID run without its weights; everything else absent."""
     import json
 
-    from ridrepro.engine import build_model
+    from ridrepro.layout import student_dir, teacher_dir
+    from ridrepro.models import build_model
+    from ridrepro.models.weights import save_teacher
     from ridrepro.protocols import get_protocol
-    from ridrepro.runs import save_teacher, student_dir, teacher_dir
 
     protocol = get_protocol("smoke")
     torch.manual_seed(0)
@@ -288,11 +288,11 @@ def test_probe_grid_on_a_fake_grid(tmp_path):
 
     import pandas as pd
 
-    from ridrepro import probes_grid
+    from ridrepro.analysis import probe_grid
 
     protocol, teacher = _fake_grid(tmp_path)
     x, y = images(20, 32, seed=4), torch.arange(20) % 10
-    res = probes_grid.probe_grid(tmp_path, protocol, x, y, seeds=(0, 1), eps=16 / 255, batch_size=10,
+    res = probe_grid.probe_grid(tmp_path, protocol, x, y, seeds=(0, 1), eps=16 / 255, batch_size=10,
                                  log=lambda m: None)
     missing = {m["run"]: m["reason"] for m in res["missing"]}
     assert missing["teacher-ut-s0"] == "no run folder"
@@ -319,17 +319,17 @@ def test_probe_grid_on_a_fake_grid(tmp_path):
     assert set(df[df.run == "bas-s0"].cell) == {"BAS"} and set(df[df.run == "rid-tt-s0"].cell) == {"RID-tt"}
     assert set(df.probe) >= {"accuracy", "agreement", "kl", "fool_teacher", "fool_foreign", "invariance_crop_flip",
                              "invariance_jitter", "cam_cos", "cka_1", "localisation", "bim_kept"}
-    wide = probes_grid.table(res)
+    wide = probe_grid.table(res)
     assert wide.loc[("tt", "RID-tt"), "agreement"] == 1.0 and wide.loc[("-", "BAS"), "fool_foreign"] >= 0
-    assert probes_grid.table(res, "count").loc[("tt", "BAS"), "agreement"] == 2  # two seeds
-    js, csv = probes_grid.write(res, tmp_path / "out")
+    assert probe_grid.table(res, "count").loc[("tt", "BAS"), "agreement"] == 2  # two seeds
+    js, csv = probe_grid.write(res, tmp_path / "out")
     assert json.loads(js.read_text())["rows"] == res["rows"]  # strict JSON: NaN is written as null
     assert len(pd.read_csv(csv)) == len(df) and js.exists()
     assert set(res["seconds"]) >= {"teacher-tt-s0", "bas-s0", "rid-tt-s0", "attack bas-s0"}
 
 
 def test_partner_seeds():
-    from ridrepro.probes_grid import _partner
+    from ridrepro.analysis.probe_grid import _partner
 
     assert _partner(0, [0, 1, 2]) == 1 and _partner(2, [0, 1, 2]) == 0 and _partner(1, [0, 2]) == 2
     assert _partner(0, [0]) is None and _partner(5, [0]) == 0
@@ -346,9 +346,9 @@ def test_probes_command_is_registered(capsys):
 def test_probe_grid_reports_a_student_without_its_teacher(tmp_path):
     import json
 
-    from ridrepro import probes_grid
-    from ridrepro.engine import build_model
-    from ridrepro.runs import student_dir
+    from ridrepro.analysis import probe_grid, rdm_curves
+    from ridrepro.layout import student_dir
+    from ridrepro.models import build_model
 
     protocol, _ = _fake_grid(tmp_path)
     folder = student_dir(tmp_path, "smoke", "cifd", 0, "ut")  # a finished CIFD-ut run, but no ut teacher
@@ -357,7 +357,7 @@ def test_probe_grid_reports_a_student_without_its_teacher(tmp_path):
     (folder / "finished.json").write_text(json.dumps({"final_acc": 0.1}))
     torch.save(build_model(protocol.student_arch).state_dict(), folder / "student.pt")
     x, y = images(10, 32, seed=5), torch.arange(10) % 10
-    res = probes_grid.probe_grid(tmp_path, protocol, x, y, seeds=(0,), methods=("rid", "cifd"), eps=16 / 255,
+    res = probe_grid.probe_grid(tmp_path, protocol, x, y, seeds=(0,), methods=("rid", "cifd"), eps=16 / 255,
                                  batch_size=10, log=lambda m: None)
     assert {"run": "cifd-ut-s0", "probe": "all teacher probes", "reason": "its teacher is missing"} in res["missing"]
     # one BAS seed: the Ind-against-Ind control is reported missing, not silently dropped
@@ -378,22 +378,22 @@ def _fake_data(protocol, n_train=60, n_test=40, seed=0):
 
 
 def test_rate_distortion_curves_on_a_fake_grid(tmp_path):
-    from ridrepro import probes_grid
+    from ridrepro.analysis import rdm_curves
 
     protocol, _ = _fake_grid(tmp_path)  # a tt teacher only
     ds = _fake_data(protocol)
     with pytest.raises(ValueError, match="positive"):
-        probes_grid.rate_distortion_curves(tmp_path, protocol, rates=(0.0, 1.0), ds=ds, log=lambda m: None)
+        rdm_curves.rate_distortion_curves(tmp_path, protocol, rates=(0.0, 1.0), ds=ds, log=lambda m: None)
     with pytest.raises(ValueError, match="no cifd method"):
-        probes_grid.rate_distortion_curves(tmp_path, "paper-text", ds=ds, log=lambda m: None)
-    res = probes_grid.rate_distortion_curves(tmp_path, protocol, rates=(0.5, 64.0), ds=ds, log=lambda m: None)
+        rdm_curves.rate_distortion_curves(tmp_path, "paper-text", ds=ds, log=lambda m: None)
+    res = rdm_curves.rate_distortion_curves(tmp_path, protocol, rates=(0.5, 64.0), ds=ds, log=lambda m: None)
     assert res["missing"] == [{"run": "teacher-ut-s0", "reason": "no finished teacher (teacher.json)"}]
     assert [(r["teacher"], r["rate"]) for r in res["rows"]] == [("tt", 0.5), ("tt", 64.0)]
     c = protocol.methods["cifd"].cifd
     assert res["settings"]["hidden"] == c["hidden"] and res["settings"]["epochs"] == c["stage1_epochs"]
     assert res["settings"]["test_images"] == 40
     for r in res["rows"]:
-        assert set(r) == set(probes_grid.RD_COLUMNS) and r["nmse"] >= 0 and 0 <= r["acc"] <= 1
+        assert set(r) == set(rdm_curves.RD_COLUMNS) and r["nmse"] >= 0 and 0 <= r["acc"] <= 1
         assert r["red"] >= -1e-9 and r["unit"] == "nats"
     # the rate sets the channel's noise: more nats, less noise
     assert res["rows"][0]["noise_std"] > res["rows"][1]["noise_std"]

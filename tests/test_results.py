@@ -3,10 +3,19 @@ import json
 import numpy as np
 import pytest
 
+from ridrepro.analysis.results import (
+    PAPER_ACCURACY,
+    accuracy_summary,
+    compare_cells,
+    describe_status,
+    grid_status,
+    load_metrics,
+    load_pid,
+    run_accuracy,
+    shuffled_null,
+)
+from ridrepro.layout import CELLS, PAPER_CELLS, parse_run
 from ridrepro.pid import broja_pid
-from ridrepro.results import (CELLS, PAPER_ACCURACY, PAPER_CELLS, RUN_NAME, accuracy_summary, compare_cells,
-                              describe_status, grid_status, load_metrics, load_pid, run_accuracy, shuffled_null,
-                              teacher_accuracy)
 
 
 def write_run(root, name, metrics=(), pid=(), teacher_acc=None, finished=False):
@@ -46,7 +55,7 @@ def test_loaders_parse_run_names_and_records(tmp_path):
     row = p[(p.method == "bas") & (p.pid_teacher == "tt")].iloc[0]
     assert (row.red_lo, row.red_hi) == (0.49, 0.52) and np.isnan(row.uni_t_lo)  # no interval logged: NaN
     assert np.isnan(row.red_q95) and not row.finished  # no null logged, no finished.json
-    assert teacher_accuracy(tmp_path, "proto").test_acc.tolist() == [0.41]
+    assert run_accuracy(tmp_path, "proto").set_index("run").loc["teacher-tt-s0", "final"] == 0.4  # its last epoch
 
 
 def test_loaders_name_the_problem(tmp_path):
@@ -63,7 +72,7 @@ def test_loaders_name_the_problem(tmp_path):
 def test_paper_table_covers_the_grid():
     assert len(PAPER_ACCURACY) == 8 and set(PAPER_ACCURACY.cell) == set(PAPER_CELLS) - {"teacher-ut"}
     assert set(CELLS) - set(PAPER_CELLS) == {"CIFD-tt", "CIFD-ut"}
-    assert RUN_NAME.fullmatch("cifd-ut-s2")["method"] == "cifd"
+    assert parse_run("cifd-ut-s2").method == "cifd"
 
 
 def test_shuffled_null_from_counts():

@@ -7,22 +7,23 @@ import sys
 import textwrap
 from dataclasses import replace
 
+import killable
 import pytest
 import torch
-
-import killable
 import untimed
+
+from ridrepro.data import synthetic_cifar
 from ridrepro.protocols import SMOKE
-from ridrepro.runs import Options, RunDir, distil, environment
-from ridrepro.train_cli import synthetic_cifar
+from ridrepro.train.runs import Options, distil
+from ridrepro.train.store import RunDir, environment
 
 EPOCHS = 8
 SCRIPT = textwrap.dedent(f"""
     import sys, torch
     from dataclasses import replace
     from ridrepro.protocols import SMOKE
-    from ridrepro.runs import Options, distil
-    from ridrepro.train_cli import synthetic_cifar
+    from ridrepro.train.runs import Options, distil
+    from ridrepro.data import synthetic_cifar
     torch.set_num_threads(1)
     distil(replace(SMOKE, epochs={EPOCHS}, pid_epochs=()), synthetic_cifar(), "rid", 0, "ut",
            opts=Options(sys.argv[1], log=lambda *a: None))
@@ -102,8 +103,8 @@ def test_a_live_lock_is_refused_and_a_stale_one_cleared(tmp_path):
 
 
 def test_paper_text_ted_fine_tunes_the_bas_student_of_the_same_seed(tmp_path):
+    from ridrepro.files import file_sha256
     from ridrepro.protocols import PAPER_TEXT
-    from ridrepro.runs import file_sha256
     ted = replace(PAPER_TEXT.methods["ted"], ted_stage1_epochs=1)
     tiny = replace(PAPER_TEXT, name="tiny-text", teacher_arch=(10, 1, "post"), student_arch=(10, 1, "post"),
                    epochs=2, teacher=replace(PAPER_TEXT.teacher, epochs=1), methods={**PAPER_TEXT.methods, "ted": ted},
@@ -123,7 +124,8 @@ def test_paper_text_ted_fine_tunes_the_bas_student_of_the_same_seed(tmp_path):
 def test_missing_teacher_weights_are_rebuilt_and_checked(finished):
     # Committed results have teacher.json but no teacher.pt: resuming rebuilds the weights deterministically.
     protocol, opts, folder = finished
-    from ridrepro.runs import ensure_teacher, teacher_dir
+    from ridrepro.layout import teacher_dir
+    from ridrepro.train.runs import ensure_teacher
     ensure_teacher(protocol, synthetic_cifar(20, 10), "tt", 0, opts)  # trained for 2 epochs
     for kind in ("ut", "tt"):
         path = teacher_dir(opts.root, "smoke", kind, 0)
@@ -190,7 +192,8 @@ def test_a_grid_continues_on_another_kernel_path_from_its_committed_teacher(tmp_
 
 def test_a_failed_rebuild_names_the_kernel_path_and_the_fix(finished):
     protocol, opts, folder = finished
-    from ridrepro.runs import ensure_teacher, teacher_dir
+    from ridrepro.layout import teacher_dir
+    from ridrepro.train.runs import ensure_teacher
     ut = teacher_dir(opts.root, "smoke", "ut", 0)
     info = json.loads((ut / "teacher.json").read_text())
     (ut / "teacher.json").write_text(json.dumps({**info, "sha256": "0" * 64}))
@@ -264,7 +267,7 @@ def test_an_unfinished_run_from_a_gpu_resumes_on_the_cpu_only_when_allowed(finis
 
 
 def test_grid_passes_the_flag_and_a_share_of_the_cache_budget_to_its_cells(tmp_path, monkeypatch):
-    import ridrepro.train_cli
+    import ridrepro.train.grid
     from ridrepro.cli import main
     started = []
 
@@ -277,7 +280,7 @@ def test_grid_passes_the_flag_and_a_share_of_the_cache_budget_to_its_cells(tmp_p
         def poll(self):
             return 0
 
-    monkeypatch.setattr(ridrepro.train_cli.subprocess, "Popen", Finished)
+    monkeypatch.setattr(ridrepro.train.grid.subprocess, "Popen", Finished)
     assert main(["grid", "--protocol", "smoke", "--synthetic", "--seeds", "0", "--methods", "vid", "--jobs", "2",
                  "--runs", str(tmp_path), "--allow-environment-change"]) == 0
     assert len(started) == 4  # two teachers, vid-ut, vid-tt

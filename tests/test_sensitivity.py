@@ -1,18 +1,38 @@
 """The estimator-sensitivity study reads stored PCA features: they must reproduce the logged atoms, and its
 claim verdicts must follow the chapters' rule."""
 
+import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
-import pandas as pd
-
-from ridrepro.sensitivity import (against_bootstrap, atom_claims, clearly, clustering_spread, estimator_settings,
-                                  logged_atoms, missing_cells, pid_of_stored, sensitivity_table, stored_labels,
-                                  stored_runs, update_table, verdict_grid)
+from ridrepro.analysis.sensitivity import (
+    against_bootstrap,
+    atom_claims,
+    clearly,
+    clustering_spread,
+    estimator_settings,
+    missing_cells,
+    pid_of_stored,
+    sensitivity_table,
+    stored_labels,
+    stored_runs,
+    update_table,
+    verdict_grid,
+)
 
 RUN = Path(__file__).resolve().parents[1] / "results" / "cpu-4k" / "rid-ut-s0"
+
+
+def logged_atoms(run_folder, epoch, teacher):
+    """The atoms a run logged in pid.jsonl at `epoch` against `teacher` (to check the stored features)."""
+    for line in (Path(run_folder) / "pid.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        if r["epoch"] == epoch and r["teacher"] == teacher:
+            return r
+    raise KeyError(f"{run_folder}: no PID record at epoch {epoch} against {teacher}")
 
 
 def test_stored_features_reproduce_the_logged_atoms():

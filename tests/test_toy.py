@@ -1,15 +1,13 @@
-"""The neural toy (ridrepro.toy): data, teacher and student shapes, independence of the nuisance, and that
+"""The neural toy (ridrepro.theory.toy): data, teacher and student shapes, independence of the nuisance, and that
 the engine's Trainer runs BAS, VID and RID on the toy networks."""
 
 import numpy as np
 import pytest
 import torch
 
-from ridrepro.engine import Trainer, build_distiller
 from ridrepro.pid import mutual_information
-from ridrepro.toy import (TemplateTeacher, ToyStudent, ToyTask, make_toy_data, templates,
-                          toy_protocol)
-
+from ridrepro.theory.toy import TemplateTeacher, ToyStudent, ToyTask, make_toy_data, templates, toy_protocol
+from ridrepro.train.engine import Trainer, build_distiller
 
 TASK = ToyTask()
 

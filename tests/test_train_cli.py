@@ -8,9 +8,10 @@ import sys
 
 import pytest
 
+from ridrepro.analysis.results import accuracy_summary, run_core_hours
 from ridrepro.cli import main
-from ridrepro.runs import file_sha256
-from ridrepro.results import CELLS as TABLE_CELLS, accuracy_summary, run_core_hours
+from ridrepro.files import file_sha256
+from ridrepro.layout import CELLS as TABLE_CELLS
 
 CELLS = ["bas", "vid-tt", "vid-ut", "rid-tt", "rid-ut", "ted-tt", "ted-ut", "cifd-tt", "cifd-ut"]
 
@@ -111,17 +112,17 @@ def test_core_hours_count_cpu_time_where_it_is_logged(tmp_path):
 
 
 def test_summary_formats(capsys, tmp_path):
-    write_run(tmp_path / "p" / "vid-ut-s0", [0.2, 0.25])
-    assert main(["summary", "--protocol", "p", "--runs", str(tmp_path), "--format", "csv"]) == 0
+    write_run(tmp_path / "smoke" / "vid-ut-s0", [0.2, 0.25])
+    assert main(["summary", "--protocol", "smoke", "--runs", str(tmp_path), "--format", "csv"]) == 0
     assert capsys.readouterr().out.splitlines() == [
         "cell,seeds,finished,final,final_std,best,best_std,last10,last10_std,change,change_std,core_hours",
         "VID-ut,1,1,0.25,,0.25,,0.225,,,,0.12"]  # one run: no std; change: one evaluated epoch in the last 20 %, no line
-    assert main(["summary", "--protocol", "p", "--runs", str(tmp_path), "--format", "json"]) == 0
+    assert main(["summary", "--protocol", "smoke", "--runs", str(tmp_path), "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["last10"] == pytest.approx(0.225)
-    assert main(["summary", "--protocol", "p", "--runs", str(tmp_path)]) == 0
+    assert main(["summary", "--protocol", "smoke", "--runs", str(tmp_path)]) == 0
     assert "| VID-ut | 1 (1) | 0.2500 | 0.2500 | 0.2250 | - | 0.12 |" in capsys.readouterr().out  # n = 1: no ±
-    write_run(tmp_path / "p" / "vid-ut-s1", [0.2, 0.35])
-    assert main(["summary", "--protocol", "p", "--runs", str(tmp_path)]) == 0
+    write_run(tmp_path / "smoke" / "vid-ut-s1", [0.2, 0.35])
+    assert main(["summary", "--protocol", "smoke", "--runs", str(tmp_path)]) == 0
     assert "| VID-ut | 2 (2) | 0.3000 ± 0.0707 |" in capsys.readouterr().out
 
 
@@ -131,8 +132,8 @@ def test_clean_errors(capsys, tmp_path):
     assert "bas has no teacher" in capsys.readouterr().err
     assert main(["distil", "--method", "rid", *base]) == 2
     assert "--teacher tt or ut is required" in capsys.readouterr().err
-    assert main(["summary", "--protocol", "nothing-here", "--runs", str(tmp_path)]) == 2
-    assert "no results for protocol 'nothing-here'" in capsys.readouterr().err
+    assert main(["summary", "--protocol", "paper-text", "--runs", str(tmp_path)]) == 2
+    assert "no results for protocol 'paper-text'" in capsys.readouterr().err
 
 
 def test_teacher_command_saves_seed_accuracy_and_sha(capsys, tmp_path):
@@ -146,7 +147,7 @@ def test_teacher_command_saves_seed_accuracy_and_sha(capsys, tmp_path):
 
 def test_grid_dependencies_are_cells_of_the_grid(tmp_path):
     from ridrepro.protocols import PAPER_TEXT
-    from ridrepro.train_cli import grid_tasks
+    from ridrepro.train.grid import grid_tasks
     for methods in (["ted"], ["bas", "ted"]):  # paper-text's TED fine-tunes BAS
         tasks = grid_tasks(PAPER_TEXT, [0], methods, tmp_path)
         names = {name for name, *_ in tasks}

@@ -128,7 +128,9 @@ def run_values(root, rules):
     and every other metric of METRICS."""
     import pandas as pd
 
-    from ridrepro.results import _jsonl, cell_name, grid_runs, tail_change
+    from ridrepro.analysis.results import grid_runs, tail_change
+    from ridrepro.files import read_jsonl
+    from ridrepro.layout import cell_name
 
     rows = []
     for protocol, suffix in {rules.protocol: "", **rules.variants}.items():
@@ -137,7 +139,7 @@ def run_values(root, rules):
         for folder, method, teacher, seed in grid_runs(root, protocol, finished_only=True):
             if method == "teacher":
                 continue
-            records = _jsonl(folder / "metrics.jsonl")
+            records = read_jsonl(folder / "metrics.jsonl")
             evaluated = [(r["epoch"], r["test_acc"]) for r in records if "test_acc" in r]
             last = records[-1]["epoch"]
             tail = [a for e, a in evaluated if e > last - rules.tail_epochs]

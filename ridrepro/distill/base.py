@@ -1,7 +1,7 @@
 """The Distiller interface shared by every method (mdistiller-style small base class).
 
 A Distiller owns the student, the frozen teacher and the method's extra modules. It answers four
-questions for the one training loop in ridrepro.engine:
+questions for the one training loop in ridrepro.train.engine:
   * param_groups(): the named parameter groups, one optimiser each;
   * phase(epoch) / phase_groups(phase): which groups step in which epoch (alternation is per epoch);
   * loss(x, y, t_taps, phase): the loss and its named terms for one batch;

@@ -1,22 +1,6 @@
-"""RID, Redundant Information Distillation (paper Algorithm 1, eqs. 11 and 13; protocols.md sections 2-4).
-
-Per distilled layer k: teacher filter f_t, its classification head g_t, student filter f_s and a
-per-channel weight sigma_c = softplus(alpha_c) + 1e-3. V = f_t(T_k) - f_s(S_k). Alternation is per epoch:
-
-  teacher-filter phase (eq. 11), only f_t and g_t step:
-      sum_k CE(Y, g_t(f_t(T_k)))  [+ sum_k mean_{b,c,h,w}( V^2 / sigma_c )  unless this is warm-up]
-  student phase (eq. 13), the student, f_s and sigma step:
-      lambda1 CE(Y, student(x)) + lambda2 sum_k mean_{b,c,h,w}( sigma_c^2 + V^2 / sigma_c )
-
-The paper writes sums over c,h,w and ||sigma||^2; the code takes means, which its lambdas assume.
-`reduction` picks one: "mean" (the code; paper-code) or "sum" (eqs. 11 and 13 as written; paper-text).
-
-Epoch schedule (protocol data): `warmup` epochs of CE-only filter training, then `cycles` cycles of q
-epochs whose first r*q epochs are the filter phase. The authors' code has no separate warm-up: the
-distillation term joins the filter loss only from cycle `filter_distil_from_cycle` on (1 in the code,
-so the first cycle's filter epochs are the warm-up; 0 for the paper's Algorithm 1). In the code the
-student still runs forward in train mode in those epochs, its output weighted 0, so its batch-norm
-statistics move (`student_forward_in_warmup`, divergence 11).
+"""RID, Redundant Information Distillation (paper Algorithm 1, eqs. 11 and 13): per distilled layer a teacher filter
+f_t with a classification head g_t, a student filter f_s and per-channel weights sigma, trained in alternating phases.
+Why sums as written or the code's means: book/reproducibility.md, "Sums or means".
 """
 
 import torch
@@ -66,6 +50,20 @@ def rid_student_term(ft, fs, sigma, reduction="mean"):
 
 
 class RID(Distiller):
+    """sigma_c = softplus(alpha_c) + 1e-3 and V = f_t(T_k) - f_s(S_k) per layer k; alternation is per epoch:
+
+      teacher-filter phase (eq. 11), only f_t and g_t step:
+          sum_k CE(Y, g_t(f_t(T_k)))  [+ sum_k mean_{b,c,h,w}( V^2 / sigma_c )  unless this is warm-up]
+      student phase (eq. 13), the student, f_s and sigma step:
+          lambda1 CE(Y, student(x)) + lambda2 sum_k mean_{b,c,h,w}( sigma_c^2 + V^2 / sigma_c )
+
+    `reduction`: "mean" (the code; paper-code) or "sum" (eqs. 11 and 13 as written; paper-text).
+    Schedule: `warmup` epochs of CE-only filter training, then `cycles` cycles of q epochs whose first r*q epochs are
+    the filter phase; the distillation term joins the filter loss from cycle `filter_distil_from_cycle` on (1 in the
+    code, whose first cycle's filter epochs are its warm-up; 0 for Algorithm 1). `student_forward_in_warmup`: the
+    student runs forward in train mode in those epochs, its output weighted 0 (divergence 11).
+    """
+
     def __init__(self, student, teacher, lam1=1.0, lam2=10.0, warmup=0, cycles=10, q=30, r=0.25,
                  filter_distil_from_cycle=1, student_forward_in_warmup=False, reduction="mean", num_classes=10):
         super().__init__(student, teacher)

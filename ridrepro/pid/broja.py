@@ -1,6 +1,6 @@
 """BROJA partial information decomposition: a certified primal-dual interior-point solver.
 
-All four atoms follow from J* = min_{Q in Delta_P} I_Q(Y; T, S) (see /work/shared/reference/pid.md):
+All four atoms follow from J* = min_{Q in Delta_P} I_Q(Y; T, S) (see the book's PID solver page, book/pid_solver.md):
     uni_t = J* - I(Y;S),  uni_s = J* - I(Y;T),  red = I(Y;T) + I(Y;S) - J*,  syn = I(Y;T,S) - J*.
 Write J* = H(Y) + f*, f* = min_Q sum Q log Q(y|t,s). Its convex dual (pid.md) is
     max  sum lam(t,y) P(t,y) + sum mu(s,y) P(s,y)   s.t.  g_ts = logsumexp_y (lam(t,y) + mu(s,y)) <= 0,
@@ -25,12 +25,11 @@ U = H(Y) + f(Q) is a rigorous upper bound (as is I(Y;T,S) itself, from Q = P). T
 [L, U], hence every atom is within gap = U - L of its exact value (up to float rounding, ~1e-15).
 """
 
-from dataclasses import dataclass, field
-
 import numpy as np
 from scipy.linalg.lapack import dpotrf, dpotrs
 
-from .measures import _h, unit_factor, validate_joint
+from .measures import _h, validate_joint
+from .result import ATOMS, PIDResult, _measures, result_from_bounds  # noqa: F401 (ATOMS, PIDResult: public here too)
 
 # Step and centring rules, tuned on ~1,100 random tables (Dirichlet(1) up to 10x10x10; Dirichlet(0.1)
 # and 60 % sparse as in the tests; Dirichlet(0.01-0.3) and multinomial counts from them, up to 8x8x6),
@@ -43,42 +42,6 @@ START_SLACK = 0.1  # smallest slack -g of the starting point
 BOUNDARY_CUT = 0.95  # first trial of a step cut by the fraction to the boundary, as a share of it
 MBAND = 1e10  # m stays within [1/MBAND, MBAND] x its central-path value target / s
 DAMPING = 1e-2  # Levenberg-Marquardt damping, in units of the centring target
-ATOMS = ("red", "uni_t", "uni_s", "syn", "i_yt", "i_ys", "i_yts", "gap")
-
-
-@dataclass
-class PIDResult:
-    """BROJA atoms of one distribution P[t, s, y], in `unit`; `gap` bounds the error of every atom."""
-
-    red: float
-    uni_t: float
-    uni_s: float
-    syn: float
-    i_yt: float
-    i_ys: float
-    i_yts: float
-    gap: float
-    unit: str
-    q: np.ndarray = field(default=None, repr=False)  # an optimal Q[t, s, y] (within gap), full shape
-    solver: str = "ip"
-    iterations: int = 0
-    settings: dict = field(default_factory=dict)  # features path: preset, seed, sizes
-    extras: dict = field(default_factory=dict)  # features path: bootstrap CIs, shuffled-label null
-
-    def to_dict(self):
-        out = {k: float(getattr(self, k)) for k in ATOMS}
-        out.update(unit=self.unit, solver=self.solver, iterations=int(self.iterations))
-        out.update(settings=dict(self.settings), **self.extras)
-        return out
-
-    def atoms(self):
-        return {k: getattr(self, k) for k in ATOMS}
-
-
-# ----------------------------------------------------------------------------------------------
-# Interior-point core, batched: P has shape (B, nt, ns, ny); members may contain zero rows/columns.
-
-
 def _newton_factor(q, p, c, free_t, free_s, damping):
     """Factors of the Newton matrix H = sum over (t,s) blocks k of A_k^T (diag(q_k) + c_k p_k p_k^T) A_k,
     with A_k mapping x = (lam, mu) to lam(t, .) + mu(s, .), plus `damping` (B,) on the diagonal.
@@ -475,33 +438,6 @@ def _solve_batch(P, tol=1e-11, max_iter=100):
 
 # ----------------------------------------------------------------------------------------------
 # Public API
-
-
-def _measures(P):
-    """(H(Y), I(Y;T), I(Y;S), I(Y;T,S)) in nats for one validated P[t, s, y]."""
-    hy, ht, hs, hts = _h(P, (2,)), _h(P, (0,)), _h(P, (1,)), _h(P, (0, 1))
-    i_yt = hy + ht - _h(P, (0, 2))
-    i_ys = hy + hs - _h(P, (1, 2))
-    i_yts = hy + hts - _h(P, (0, 1, 2))
-    return hy, max(i_yt, 0.0), max(i_ys, 0.0), max(i_yts, 0.0)
-
-
-def result_from_bounds(P, lower, upper, q, unit, solver, iterations=0):
-    """Atoms from bounds lower <= J* <= upper (nats). J is clipped to the theorem bounds
-    max(I(Y;T), I(Y;S)) <= J* <= min(I(Y;T) + I(Y;S), I(Y;T,S)), so atoms are exactly >= 0."""
-    _, i_yt, i_ys, i_yts = _measures(P)
-    lower = max(lower, i_yt, i_ys)
-    upper = min(upper, i_yts)
-    j = float(min(max(upper, lower), i_yt + i_ys))  # plain floats: numpy scalars leak into reprs and JSON
-    lower, upper = float(lower), float(upper)
-    k = unit_factor(unit)
-    # Each atom is >= 0 in exact arithmetic given the clipping of j; max() only removes round-off.
-    return PIDResult(
-        red=max(i_yt + i_ys - j, 0.0) * k, uni_t=max(j - i_ys, 0.0) * k, uni_s=max(j - i_yt, 0.0) * k,
-        syn=max(i_yts - j, 0.0) * k,
-        i_yt=i_yt * k, i_ys=i_ys * k, i_yts=i_yts * k, gap=max(upper - lower, 0.0) * k,
-        unit=unit, q=q, solver=solver, iterations=iterations,
-    )
 
 
 def _compress(P):

@@ -1,10 +1,6 @@
-"""From representations to PID: flatten -> (L2-normalise rows) -> PCA(k) -> KMeans(c), for the teacher
-and the student separately; the joint histogram of (teacher cluster, student cluster, label) is P[t, s, y].
-
-This is the estimator of paper Appendix C (Liang et al. 2024), made repeatable (explicit seeds and
-n_init) and given error bars: a bootstrap over samples and a shuffled-label null, both solved with the
-batch solver. Both keep the clustering fixed, so they measure the sampling noise of the histogram,
-not the variability of PCA/KMeans themselves (rerun with other seeds for that).
+"""From representations to PID (paper Appendix C): flatten -> (L2-normalise rows) -> PCA(k) -> KMeans(c), for the
+teacher and the student separately, then the BROJA PID of the histogram P[t, s, y], with explicit seeds and n_init,
+a bootstrap and a shuffled-label null (both hold the clustering fixed: book/cifar_sensitivity.ipynb varies it).
 """
 
 import numpy as np
@@ -14,11 +10,8 @@ from sklearn.preprocessing import normalize
 
 from .broja import ATOMS, broja_pid, broja_pid_batch
 
-# The paper's figures are in nats. sklearn's PCA picks the randomized solver itself for these shapes
-# (min(N, D) > 500, k < 0.8 min(N, D)); we name it so results do not change with sklearn's heuristics.
-# KMeans: the authors call KMeans(n_clusters) with scikit-learn's defaults, whose n_init is 'auto' (one
-# k-means++ run) since 1.4, January 2024; their runs date from December 2024, so paper-code takes n_init = 1
-# (protocols.md divergence 12). paper-text's CHOICE is 10 restarts, the steadier clustering.
+# Nats, as the paper's figures. The PCA solver is named so that sklearn's heuristics cannot change results.
+# KMeans n_init: 1 in paper-code, the authors' scikit-learn default (divergence 12); 10 in paper-text (CHOICE).
 PRESETS = {
     "paper-code": dict(normalize_rows=True, pca_components=5, n_clusters=10, unit="nats",
                        kmeans_n_init=1, pca_solver="randomized"),
@@ -43,20 +36,37 @@ def _as_matrix(x, name):
     return x.astype(np.float32, copy=False) if x.dtype != np.float64 else x
 
 
+def project(x, k, seed=0, normalize_rows=True, solver="randomized", name="features"):
+    """Rows flattened, L2-normalised (all-zero rows stay zero) and reduced to k PCA components (None: no PCA):
+    the estimator's projection, also what runs store of a representation (pca_float16)."""
+    x = _as_matrix(x, name)
+    if normalize_rows:
+        x = normalize(x)
+    if k is None:
+        return x
+    if not 1 <= k <= min(x.shape):
+        raise ValueError(f"{name}: PCA to {k} components needs k <= min(N, D) = {min(x.shape)}")
+    return PCA(n_components=k, svd_solver=solver, random_state=seed).fit_transform(x)
+
+
+def pca_float16(x, k, seed=0):
+    """A torch tensor's projection to k components in float16: what runs store of a representation for later
+    studies of the estimator. Rows are normalised by torch, as for every stored feature file so far (sklearn's
+    normalize differs in the 8th digit, which the randomized PCA amplifies)."""
+    import torch
+
+    x = torch.nn.functional.normalize(x.reshape(len(x), -1).float(), dim=1).cpu().numpy()
+    return project(x, k, seed, normalize_rows=False).astype(np.float16)
+
+
 def discretize(x, settings, seed=0, name="features"):
     """Cluster label (0..c-1) of every row of x: flatten, L2-normalise rows, PCA, KMeans."""
-    x = _as_matrix(x, name)
-    k, c = settings["pca_components"], settings["n_clusters"]
+    x, c = _as_matrix(x, name), settings["n_clusters"]
     if x.shape[0] < c:
         raise ValueError(f"{name}: {x.shape[0]} samples cannot form {c} clusters")
-    if k is not None:
-        if not 1 <= k <= min(x.shape):
-            raise ValueError(f"{name}: PCA to {k} components needs k <= min(N, D) = {min(x.shape)}")
-        if settings["normalize_rows"]:
-            x = normalize(x)  # all-zero rows stay zero
-        x = PCA(n_components=k, svd_solver=settings["pca_solver"], random_state=seed).fit_transform(x)
-    elif settings["normalize_rows"]:
-        x = normalize(x)
+    # without PCA (features reduced already) a settings dict may leave the solver out
+    x = project(x, settings["pca_components"], seed, settings["normalize_rows"],
+                settings.get("pca_solver", "randomized"), name)
     km = KMeans(n_clusters=c, n_init=settings["kmeans_n_init"], random_state=seed)
     return km.fit_predict(x)
 

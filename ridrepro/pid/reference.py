@@ -9,8 +9,8 @@ every Q of Delta_P, and leaving them in is what makes generic solvers slow or in
 import numpy as np
 import scipy.sparse as sp
 
-from .broja import result_from_bounds
 from .measures import _h, validate_joint
+from .result import result_from_bounds
 
 
 def broja_pid_cvxpy(P, unit="bits", normalize=False):

@@ -8,7 +8,7 @@ and CKA, model(x, taps=True) -> (logits, [tap, ...]) as ridrepro.models.WideResN
 eval mode and left there.
 
 Every probe compares a distilled student S_d with the independent baseline S_i (BAS), and S_i with a second
-S_i (another BAS seed); that pairing is the driver's job (ridrepro.probes_grid). Choices the paper leaves
+S_i (another BAS seed); that pairing is the driver's job (ridrepro.analysis.probe_grid). Choices the paper leaves
 open, or that this project makes, are marked CHOICE in each docstring (related.md section 2 marks them [I]).
 """
 
@@ -114,20 +114,13 @@ def fooling_rate(logits_clean, logits_adv, keep):
     return float(fooled(logits_clean, logits_adv)[keep].double().mean())
 
 
-def adversarial_transfer(attacker, models, x, y, norm, eps=BIM_EPS, alpha=None, steps=BIM_STEPS, batch_size=100):
-    """BIM on `attacker`; the images that change the attacker's prediction are kept, and each model in the
-    dict `models` (name -> model) gets its fooling rate on them. Returns {"kept": fraction of images kept,
-    "n_kept": count, name: rate, ...}.
-
-    With the teacher as attacker this is Ojha et al.'s transfer probe; with a model that is not the teacher
-    (a BAS of another seed) it is the foreign-attacker control, which should not single out distilled students.
-    """
-    x_adv = bim(attacker, x, y, norm, eps=eps, alpha=alpha, steps=steps, batch_size=batch_size)
-    keep = fooled(predict(attacker, x, norm), predict(attacker, x_adv, norm))
-    out = {"kept": float(keep.double().mean()), "n_kept": int(keep.sum())}
-    for name, m in models.items():
-        out[name] = fooling_rate(predict(m, x, norm), predict(m, x_adv, norm), keep)
-    return out
+def bim_attack(model, x, y, norm, eps=BIM_EPS, alpha=None, steps=BIM_STEPS, batch_size=100):
+    """BIM on `model` and the images it keeps (those whose adversarial version changes its top-1): (adversarial
+    images, keep mask, clean logits). With the teacher as attacker, the kept images are Ojha et al.'s transfer
+    set; with a BAS of another seed, the foreign-attacker control's."""
+    logits = predict(model, x, norm)
+    adv = bim(model, x, y, norm, eps=eps, alpha=alpha, steps=steps, batch_size=batch_size)
+    return adv, fooled(logits, predict(model, adv, norm)), logits
 
 
 # ----------------------------------------------------------------------------- invariance
@@ -271,12 +264,3 @@ def linear_cka(x, y):
     features.
     """
     return cka_from_grams(centered_gram(x), centered_gram(y))
-
-
-def cka_matrix(feats_a, feats_b):
-    """The layer x layer matrix of linear CKA between two lists of representations (torch float64,
-    len(a) x len(b)). CHOICE: the layers are the WideResNets' three group outputs (the distillation taps);
-    matched layers are the same group of teacher and student (the diagonal)."""
-    ga = [centered_gram(f) for f in feats_a]
-    gb = ga if feats_b is feats_a else [centered_gram(f) for f in feats_b]
-    return torch.tensor([[cka_from_grams(a, b) for b in gb] for a in ga], dtype=torch.float64)

@@ -157,7 +157,7 @@ def _check_shared(ray, marker):
 
 
 def run_grid(args):
-    from ridrepro.train_cli import cell_args, grid_methods, grid_tasks  # train_cli imports this module lazily, so no cycle
+    from ridrepro.train.grid import cell_args, grid_methods, grid_tasks
     gpus, cpus, device, threads = _check_args(args)
     try:
         import ray

@@ -1,12 +1,7 @@
-"""Frozen-teacher taps on disk, shared by the cells of a grid (`--tap-cache DIR`).
-
-Every VID, RID and TED cell of a grid runs the same frozen teacher over the same training images, and every
-cell runs its PID teachers over the same test images: at full scale that is ~2.5 minutes of a WRN-40-2
-forward per cell on one CPU thread. The first cell writes them here; the others map the file (torch.load with
-mmap) instead of recomputing. A file is keyed by everything its floats depend on: the teacher's weights, the
-images, the normalisation, the batch size, the taps, and the environment that computed them (device, CPU
-kernel path, threads, torch). So a cached tap is bit-identical to the one the cell would compute itself, and
-a cell whose environment differs computes and writes its own.
+"""Frozen-teacher taps on disk, shared by the cells of a grid (`--tap-cache DIR`): the first cell writes them, the
+others map the file (torch.load with mmap). A file is keyed by everything its floats depend on (teacher weights,
+images, normalisation, batch size, taps, environment), so a cached tap is bit-identical to the one a cell would
+compute. Why: book/engine.md, "Measurements after training".
 """
 
 import hashlib
@@ -15,7 +10,8 @@ from pathlib import Path
 
 import torch
 
-from ridrepro.data import atomic_torch_save, tensors_sha256
+from ridrepro.files import atomic_torch_save, tensors_sha256
+from ridrepro.models.forward import tap_features
 
 ENV_KEYS = ("device", "cpu_capability", "kernel_env", "threads", "torch")
 
@@ -43,3 +39,12 @@ class TapCache:
         taps = compute()
         atomic_torch_save({"key": key, "taps": [t.cpu() for t in taps]}, path)
         return taps, f"computed and written to {path}"
+
+
+def teacher_taps(cache, teacher, x_uint8, protocol, layers):
+    """tap_features of a frozen teacher over a split, through `cache` (a TapCache, or None): (taps, where from)."""
+    bs = protocol.eval_batch_size
+    compute = lambda: tap_features(teacher, x_uint8, protocol.norm, bs, layers=layers)  # noqa: E731
+    if cache is None:
+        return compute(), None
+    return cache.get(cache.key(teacher, x_uint8, protocol.norm, bs, layers), compute, x_uint8.device)

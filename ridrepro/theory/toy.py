@@ -1,25 +1,7 @@
-"""A neural toy for the nuisance argument of the paper (Theorem 3.1, Example 2), small enough for one CPU thread.
-
-The task. An image is a uint8 tensor (3, 8, 8) holding two template patterns on top of Gaussian pixel
-noise: one of `n_classes` label templates, faint (amplitude `amp_y`), and one of `n_nuisance` nuisance
-templates, strong (amplitude `amp_z`). The label Y and the nuisance Z are drawn independently and
-uniformly, so Z carries no information about Y, and H(Z) = log n_nuisance > H(Y) = log n_classes.
-
-The teacher. `TemplateTeacher` is built, not trained: one frozen 8x8 convolution whose output channels
-are matched filters, one per template, scaled so that a template of its own kind answers 1. Its single
-tap therefore holds a task-relevant part (n_classes channels, noisy because the label is faint) and a
-higher-entropy nuisance part (n_nuisance channels, almost noise-free because the nuisance is strong).
-Building it by hand means we know which channel carries what, and a matched filter is the optimal
-linear detector, so the teacher knows Y about as well as anything can from the pixels.
-
-The student. `ToyStudent` is a small conv net whose single tap is a `width`-channel bottleneck (1x1
-spatially, like the teacher's) followed by a linear classifier. With width 2 it can hold the four
-label values or the sixteen nuisance values comfortably, not both, which is the capacity limit under
-which Theorem 3.1 separates I(T;S) (VID) from Red(Y:T,S) (RID).
-
-Both networks follow the engine's model interface: forward(x, taps=True) -> (logits, [tap]) and
-`.channels` / `.spatial` per tap, so `ridrepro.engine.Trainer` and the distillers train them as they
-train WideResNets.
+"""A neural toy for the nuisance argument of the paper (Theorem 3.1, Example 2), small enough for one CPU thread:
+images holding a faint label template and a strong, independent nuisance template, a built matched-filter teacher
+and a two-channel-bottleneck student. Both networks follow the engine's model interface (forward(x, taps=True) ->
+(logits, [tap]), `.channels` / `.spatial` per tap). Why the toy is built so: book/neural_toy.ipynb.
 """
 
 from dataclasses import dataclass, replace
@@ -27,8 +9,7 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn as nn
 
-from ridrepro.data import PAPER_CODE_NORM, normalize
-from ridrepro.engine import DeviceData
+from ridrepro.data import PAPER_CODE_NORM, DeviceData, normalize
 from ridrepro.protocols import PAPER_CODE, Method, Optim
 
 
@@ -181,5 +162,5 @@ def toy_protocol(epochs=24, q=8, batch_size=64):
     return replace(PAPER_CODE, name="toy", teacher_arch=None, student_arch=None, epochs=epochs, methods=methods,
                    batch_size=batch_size, eval_batch_size=1000, train_per_class=None, test_per_class=None,
                    pid_epochs=tuple(range(0, epochs + 1, 2)), pid_layer=0, extras_init="torch",
-                   notes="ridrepro.toy: paper-code's method settings on a 3x8x8 synthetic task.")
+                   notes="ridrepro.theory.toy: paper-code's method settings on a 3x8x8 synthetic task.")
 

@@ -1,32 +1,20 @@
 """Committed grid results as tables, for the CIFAR-10 chapters and for readers' own analyses.
 
-A grid lives in <root>/<protocol>/<run>/ with metrics.jsonl and pid.jsonl (see ridrepro.runs). These
+A grid lives in <root>/<protocol>/<run>/ with metrics.jsonl and pid.jsonl (see ridrepro.train.runs). These
 functions only read; they never train. Run names: teacher-<tt|ut>-s<seed>, bas-s<seed>,
 <method>-<tt|ut>-s<seed>.
 """
 
 import json
-import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ridrepro.files import read_jsonl
+from ridrepro.layout import CELLS, PAPER_CELLS, accuracy_of, cell_name, parse_run
 from ridrepro.pid import pid_from_clusters
 from ridrepro.pid.broja import ATOMS
-
-RUN_NAME = re.compile(r"(?P<method>teacher|bas|vid|rid|ted|cifd)(-(?P<teacher>tt|ut))?-s(?P<seed>\d+)")
-# The paper's grid, then the cells this project adds (CIFD, seed 002: no number of the paper's to compare).
-CELLS = ["teacher-tt", "teacher-ut", "BAS", "VID-tt", "RID-tt", "TED-tt", "VID-ut", "RID-ut", "TED-ut",
-         "CIFD-tt", "CIFD-ut"]
-PAPER_CELLS = CELLS[:9]
-
-
-def cell_name(method, teacher):
-    """The grid cell of a run: BAS, VID-tt, RID-ut, teacher-tt, ... (tt: trained teacher, ut: untrained)."""
-    if method == "teacher":
-        return f"teacher-{teacher}"
-    return method.upper() if teacher is None else f"{method.upper()}-{teacher}"
 
 # The paper's CIFAR-10 accuracies at epoch 300 under the authors' code (reference/protocols.md section 6):
 # the authors' single-run log, and the 3-run figure read off the plot (+-0.005). None: not in that source.
@@ -45,21 +33,9 @@ def grid_runs(root, protocol, finished_only=False):
         hint = " (the committed grids are under results/)" if Path("results", protocol).is_dir() else ""
         raise FileNotFoundError(f"no results for protocol {protocol!r} under {Path(root).resolve()}{hint}")
     for folder in sorted(base.iterdir()):
-        m = RUN_NAME.fullmatch(folder.name)
-        if m and (folder / "config.json").exists() and (not finished_only or (folder / "finished.json").exists()):
-            yield folder, m["method"], m["teacher"], int(m["seed"])
-
-
-def _jsonl(path):
-    if not path.exists():
-        return []
-    records = []
-    for i, line in enumerate(path.read_text().splitlines()):
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}, line {i + 1}: not JSON ({e})") from None
-    return records
+        run = parse_run(folder.name)
+        if run and (folder / "config.json").exists() and (not finished_only or (folder / "finished.json").exists()):
+            yield folder, run.method, run.teacher, run.seed
 
 
 def load_metrics(root, protocol):
@@ -68,7 +44,7 @@ def load_metrics(root, protocol):
     rows = []
     for folder, method, teacher, seed in grid_runs(root, protocol):
         finished = (folder / "finished.json").exists()
-        for r in _jsonl(folder / "metrics.jsonl"):
+        for r in read_jsonl(folder / "metrics.jsonl"):
             rows.append({"run": folder.name, "cell": cell_name(method, teacher), "method": method,
                          "teacher": teacher, "seed": seed, "finished": finished, "epoch": r["epoch"], "phase": r["phase"],
                          "test_acc": r.get("test_acc", np.nan), "train_acc": r["train_acc"],
@@ -86,7 +62,7 @@ def load_pid(root, protocol):
     atoms = [a for a in ATOMS if a != "gap"]
     for folder, method, teacher, seed in grid_runs(root, protocol):
         finished = (folder / "finished.json").exists()
-        for r in _jsonl(folder / "pid.jsonl"):
+        for r in read_jsonl(folder / "pid.jsonl"):
             row = {"run": folder.name, "cell": cell_name(method, teacher), "method": method, "teacher": teacher, "seed": seed,
                    "finished": finished, "pid_teacher": r["teacher"], "epoch": r["epoch"], "unit": r["unit"],
                    "gap": r["gap"], **{a: r[a] for a in atoms}, "counts": r.get("counts")}
@@ -99,17 +75,6 @@ def load_pid(root, protocol):
     if not rows:
         raise FileNotFoundError(f"no pid.jsonl records for protocol {protocol!r} under {root}")
     return pd.DataFrame(rows)
-
-
-def teacher_accuracy(root, protocol):
-    """Test accuracy of each teacher, from its teacher.json."""
-    rows = []
-    for folder, method, teacher, seed in grid_runs(root, protocol):
-        if method == "teacher" and (folder / "teacher.json").exists():
-            info = json.loads((folder / "teacher.json").read_text())
-            rows.append({"cell": cell_name(method, teacher), "teacher": teacher, "seed": seed,
-                         "test_acc": info["test_acc"]})
-    return pd.DataFrame(rows, columns=["cell", "teacher", "seed", "test_acc"])
 
 
 def tail_change(epochs, accs, fraction=0.2):
@@ -145,15 +110,15 @@ def run_accuracy(root, protocol):
     others are NaN."""
     runs = []
     for folder, method, teacher, seed in grid_runs(root, protocol):
-        records = _jsonl(folder / "metrics.jsonl")
+        records = read_jsonl(folder / "metrics.jsonl")
         accs = [r["test_acc"] for r in records if "test_acc" in r]
-        last10 = [r["test_acc"] for r in records[-10:] if "test_acc" in r]
         row = {"run": folder.name, "cell": cell_name(method, teacher), "seed": seed,
                "finished": (folder / "finished.json").exists(),
                "final": np.nan, "best": np.nan, "last10": np.nan, "change": np.nan,
                "core_hours": run_core_hours(folder, records)}
         if accs:
-            row.update(final=accs[-1], best=max(accs), last10=float(np.mean(last10)) if last10 else np.nan,
+            acc = accuracy_of(records)
+            row.update(final=acc["final"], best=acc["best"], last10=np.nan if acc["last10"] is None else acc["last10"],
                        change=tail_change([r["epoch"] for r in records if "test_acc" in r], accs))
         elif (folder / "teacher.json").exists():
             row["final"] = json.loads((folder / "teacher.json").read_text())["test_acc"]

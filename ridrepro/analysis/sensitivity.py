@@ -1,28 +1,21 @@
-"""Do the paper's atom claims depend on the PID estimator's settings? Atoms recomputed, without re-training,
-from the PCA features a run stores at its PID epochs (Protocol.store_pca: <run>/pca50/s-e<epoch>.npy for the
-student, <run>/pca50/<teacher label>.npy for each PID teacher; rows are the test images in order).
-
-Why the stored features suffice: the features path (ridrepro.pid.features.discretize) L2-normalises the
-rows and projects them on their first k principal axes before KMeans. Principal components are nested, so
-the first k columns of the stored 50 are the PCA-k features, up to the randomized solver's approximation
-and float16 rounding; the logged atoms are reproduced from them to about 1e-3 nats (tests/test_sensitivity.py
-checks this on a committed run). The bootstrap of a PID record holds the clustering fixed; this module varies
-the clustering itself: PCA size, cluster count, KMeans seed and restarts.
+"""Do the paper's atom claims depend on the PID estimator's settings? Atoms recomputed, without re-training, under
+other PCA sizes, cluster counts, KMeans seeds and restarts, from the PCA features a run stores at its PID epochs
+(Protocol.store_pca: <run>/pca50/s-e<epoch>.npy for the student, <run>/pca50/<teacher label>.npy for each PID
+teacher; rows are the test images in order). Why the stored features suffice: book/cifar_sensitivity.ipynb.
 """
 
-import argparse
 import hashlib
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
+from ridrepro.analysis.results import grid_runs
+from ridrepro.layout import cell_name
 from ridrepro.pid import pid_from_clusters
 from ridrepro.pid.features import discretize
-from ridrepro.results import cell_name, grid_runs
 
 BASE = {"pca_components": 5, "n_clusters": 10, "kmeans_n_init": 1, "seed": 0}  # the paper-code estimator
 
@@ -142,9 +135,8 @@ def sensitivity_table(root, protocol, labels=None, settings=None, epochs=("first
 
 def update_table(root, protocol, out, clustering_seeds=20, null=100, k=50, fresh=False, log=print):
     """Write the sensitivity table of every finished run to the CSV `out` and return it. Rows already in
-    `out` are kept for a run whose stored features, settings and null size are unchanged (the table of a
-    full grid takes about a quarter of an hour on one core, and runs finish one by one); every other
-    finished run is recomputed. fresh: recompute all."""
+    `out` are kept for a run whose stored features, settings and null size are unchanged (a full table is slow,
+    and runs finish one by one); every other finished run is recomputed. fresh: recompute all."""
     settings = estimator_settings(clustering_seeds)
     names = {name for name, _ in settings}
     old = pd.read_csv(out) if Path(out).exists() and not fresh else pd.DataFrame()
@@ -293,35 +285,3 @@ def missing_cells(table, cells):
     against)."""
     have = set(table.cell) if len(table) else set()
     return [c for c in cells if c not in have]
-
-
-def logged_atoms(run_folder, epoch, teacher):
-    """The atoms a run logged in pid.jsonl at `epoch` against `teacher` (to check the stored features)."""
-    for line in (Path(run_folder) / "pid.jsonl").read_text().splitlines():
-        r = json.loads(line)
-        if r["epoch"] == epoch and r["teacher"] == teacher:
-            return r
-    raise KeyError(f"{run_folder}: no PID record at epoch {epoch} against {teacher}")
-
-
-def main(argv=None):
-    """python -m ridrepro.sensitivity --protocol cpu-4k --runs results --out results/cpu-4k/sensitivity.csv"""
-    ap = argparse.ArgumentParser(prog="python -m ridrepro.sensitivity",
-                                 description="Atoms of the finished runs under each estimator setting, "
-                                 "recomputed from their stored PCA features, written to a CSV.")
-    ap.add_argument("--protocol", required=True, help="grid to read: <runs>/<protocol>/<run>/")
-    ap.add_argument("--runs", default="results", help="root of the run folders (default: results)")
-    ap.add_argument("--out", required=True, help="the CSV to write; rows of unchanged runs in it are kept")
-    ap.add_argument("--clustering-seeds", type=int, default=20, help="KMeans seeds in all, seed 0 included")
-    ap.add_argument("--null", type=int, default=100, help="shuffled-label tables per last-epoch record")
-    ap.add_argument("--fresh", action="store_true", help="recompute every run, ignoring the rows in --out")
-    args = ap.parse_args(argv)
-    if args.clustering_seeds < 1 or args.null < 0:
-        ap.error(f"--clustering-seeds must be >= 1 and --null >= 0, got {args.clustering_seeds} and {args.null}")
-    table = update_table(args.runs, args.protocol, args.out, args.clustering_seeds, args.null, fresh=args.fresh)
-    print(f"{args.out}: {len(table)} rows from {table.run.nunique()} runs")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -9,26 +9,17 @@ import math
 import os
 import time
 import warnings
-from dataclasses import dataclass
 
 import torch
 from torch.nn.utils import clip_grad_norm_
 
-from ridrepro.data import norm_tensors, normalize, random_crop_flip
+from ridrepro.data import norm_tensors
 from ridrepro.distill import BAS, CIFD, RID, TED, VID
-from ridrepro.models import WideResNet, init_authors_
-
-
-# Bootstrap resamples behind every logged PID record's 95% intervals (about 1.5 s per record on one CPU
-# thread at 10x10x10). They show the histogram's sampling noise; the clustering stays fixed.
-PID_BOOTSTRAP = 100
+from ridrepro.models import init_authors_
+from ridrepro.models.forward import evaluate, prepare
+from ridrepro.train.tapcache import teacher_taps
 
 # ----------------------------------------------------------------------------- building blocks
-
-def build_model(arch):
-    depth, width, block = arch
-    return WideResNet(depth, width, block=block)
-
 
 def build_distiller(method, student, teacher=None, num_classes=10, extras_init="torch"):
     """The method's Distiller; num_classes sizes the classification heads of RID's and TED's teacher filters.
@@ -146,72 +137,6 @@ def schedule_table(distiller, method, epochs, steps_per_epoch=1):
     return rows
 
 
-@dataclass
-class DeviceData:
-    train_x: torch.Tensor  # uint8 (N, 3, 32, 32) on the device
-    train_y: torch.Tensor
-    test_x: torch.Tensor
-    test_y: torch.Tensor
-
-
-def to_device(ds, device):
-    return DeviceData(*(t.to(device) for t in (ds.train_x, ds.train_y, ds.test_x, ds.test_y)))
-
-
-def prepare(x_uint8, norm, augment=False, generator=None):
-    if augment:
-        x_uint8 = random_crop_flip(x_uint8, generator=generator)
-    return normalize(x_uint8, *norm).contiguous(memory_format=torch.channels_last)
-
-
-@torch.no_grad()
-def tap_features(model, x_uint8, norm, batch_size, layers=(0, 1, 2)):
-    """Taps of a model in eval mode over a whole split, float32, on the split's device.
-
-    Each batch is copied into one preallocated tensor per tap, so the peak is the result plus one batch
-    (collecting the batches and concatenating them would hold the result twice).
-    """
-    was_training = model.training
-    model.eval()
-    norm = norm_tensors(norm, x_uint8.device)
-    n, out = len(x_uint8), None
-    for i in range(0, n, batch_size):
-        taps = model(prepare(x_uint8[i:i + batch_size], norm), taps=True)[1]
-        if out is None:  # the first batch tells each tap's shape and memory layout
-            out = [_empty_like_rows(taps[layer], n) for layer in layers]
-        for buf, layer in zip(out, layers):
-            buf[i:i + batch_size].copy_(taps[layer])
-    model.train(was_training)
-    return out
-
-
-def _empty_like_rows(t, n):
-    """An uninitialised float32 tensor of n rows shaped and laid out like t's rows: the cache keeps the
-    layout of the live taps (channels_last), so the losses see the same strides either way."""
-    cl = t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last)
-    return torch.empty((n, *t.shape[1:]), dtype=torch.float32, device=t.device,
-                       memory_format=torch.channels_last if cl else torch.contiguous_format)
-
-
-@torch.no_grad()
-def evaluate(model, x_uint8, y, norm, batch_size, tap_layer=None):
-    """Accuracy and mean CE of `model` in eval mode; with tap_layer also that layer's outputs."""
-    was_training = model.training
-    model.eval()
-    norm = norm_tensors(norm, x_uint8.device)
-    correct, loss, taps = 0, 0.0, []
-    for i in range(0, len(x_uint8), batch_size):
-        logits, t = model(prepare(x_uint8[i:i + batch_size], norm), taps=True)
-        yb = y[i:i + batch_size]
-        correct += (logits.argmax(1) == yb).sum()
-        loss += torch.nn.functional.cross_entropy(logits.float(), yb, reduction="sum")
-        if tap_layer is not None:
-            taps.append(t[tap_layer].float())
-    model.train(was_training)
-    n = len(y)
-    return float(correct) / n, float(loss) / n, (torch.cat(taps) if taps else None)
-
-
 def available_bytes(device):
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0]
@@ -254,8 +179,7 @@ class Trainer:
     """Trains one distiller (or teacher) under one protocol; state can be saved and restored exactly."""
 
     def __init__(self, distiller, method, protocol, data, *, epochs, seed, device, augment, shuffle="epoch",
-                 teacher_cache="auto", cache_share=0.5, bf16=False, pid_teachers=None, pid_seed=0, tap_cache=None,
-                 log=print):
+                 teacher_cache="auto", cache_share=0.5, bf16=False, tap_cache=None, log=print):
         if bf16 and torch.device(device).type != "cuda":
             raise ValueError("bf16 autocast is only offered on CUDA")
         if shuffle not in ("epoch", "fixed"):
@@ -277,18 +201,14 @@ class Trainer:
                                           generator=torch.Generator().manual_seed(seed)).to(self.device)
         self.epoch = 0
         self.log = log
-        self.pid_teachers = pid_teachers or {}
-        self.pid_seed = pid_seed
-        self._teacher_test_taps = {}
         use, why = cache_decision(distiller, augment, teacher_cache, len(data.train_y), self.device,
                                   share=cache_share, batch_size=protocol.eval_batch_size)
         self.cache_reason = why
         self.cache = None
-        self.tap_cache = tap_cache  # a ridrepro.tapcache.TapCache, or None: teacher taps on disk across cells
         if use:
             start = time.perf_counter()
-            self.cache, where = self._teacher_taps(distiller.teacher, data.train_x,
-                                                   range(len(distiller.teacher.channels)))  # every tap
+            self.cache, where = teacher_taps(tap_cache, distiller.teacher, data.train_x, protocol,
+                                             range(len(distiller.teacher.channels)))  # every tap
             why += f" in {time.perf_counter() - start:.1f} s" + (f" ({where})" if where else "")
             self.cache_reason = why
         if distiller.uses_teacher:
@@ -320,7 +240,32 @@ class Trainer:
         if state["rng"]["cuda"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
 
-    # --- one epoch -----------------------------------------------------------------------------
+    # --- one step, one epoch ----------------------------------------------------------------------
+    def step(self, idx, phase, active, probe=False):
+        """One optimiser step on training images idx: (terms, stats, student logits or None, each active group's
+        gradient norm before clipping, and with probe the gradient sizes of the loss terms)."""
+        d = self.distiller
+        x = prepare(self.data.train_x[idx], self.norm, self.augment, self.gen)
+        y = self.data.train_y[idx]
+        t_taps = None
+        if d.uses_teacher:
+            t_taps = [c[idx] for c in self.cache] if self.cache is not None else d.teacher_taps(x)
+        with self._autocast():
+            loss, terms, logits = d.loss(x, y, t_taps, phase)
+            for _ in range(self.method.bn_updates - 1):  # divergence 10: predict_step's second forward
+                with torch.no_grad():
+                    d.student(x)
+        sizes = self.gradient_sizes(terms) if probe else None  # read-only: the trajectory is unchanged
+        d.zero_grad(set_to_none=True)
+        loss.backward()
+        norms = {}
+        for g in active:
+            norms[g] = self.step_group(g)
+            self.opts[g].step()
+            if g in self.stepwise:
+                self.stepwise[g].step()
+        return terms, d.pop_stats(), logits, norms, sizes
+
     def train_epoch(self, progress=None):
         d, data, bs = self.distiller, self.data, self.protocol.batch_size
         epoch = self.epoch
@@ -333,37 +278,22 @@ class Trainer:
                                                                                 device=self.device)
         sums, stats, correct, seen, steps = {}, {}, 0, 0, 0
         norms, clipped, probe = {g: 0.0 for g in active}, {g: 0 for g in active}, None
+        clip = self.method.clip or math.inf
         start = time.perf_counter()
         for i in range(0, n, bs):
             idx = order[i:i + bs]
-            x = prepare(data.train_x[idx], self.norm, self.augment, self.gen)
-            y = data.train_y[idx]
-            t_taps = None
-            if d.uses_teacher:
-                t_taps = [c[idx] for c in self.cache] if self.cache is not None else d.teacher_taps(x)
-            with self._autocast():
-                loss, terms, logits = d.loss(x, y, t_taps, phase)
-                for _ in range(self.method.bn_updates - 1):  # divergence 10: predict_step's second forward
-                    with torch.no_grad():
-                        d.student(x)
-            if probe is None:  # once per epoch, before the step: read-only, the trajectory is unchanged
-                probe = self.gradient_sizes(terms)
-            d.zero_grad(set_to_none=True)
-            loss.backward()
-            for g in active:
-                norm = self.step_group(g)
-                norms[g] += norm
-                clipped[g] += norm > (self.method.clip or math.inf)
-                self.opts[g].step()
-                if g in self.stepwise:
-                    self.stepwise[g].step()
+            terms, step_stats, logits, step_norms, sizes = self.step(idx, phase, active, probe=probe is None)
+            probe = sizes if probe is None else probe  # the first step's, once per epoch
+            for g, v in step_norms.items():
+                norms[g] += v
+                clipped[g] += v > clip
             for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + v.detach().float() * len(y)
-            for k, v in d.pop_stats().items():
-                stats[k] = stats.get(k, 0.0) + v.float() * len(y)
+                sums[k] = sums.get(k, 0.0) + v.detach().float() * len(idx)
+            for k, v in step_stats.items():
+                stats[k] = stats.get(k, 0.0) + v.float() * len(idx)
             if logits is not None:
-                correct += (logits.argmax(1) == y).sum()
-                seen += len(y)
+                correct += (logits.argmax(1) == data.train_y[idx]).sum()
+                seen += len(idx)
             steps += 1
             if progress is not None:
                 progress.update(1)
@@ -404,9 +334,9 @@ class Trainer:
         return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.bf16)
 
     def evaluates(self, epoch):
-        """Whether completed epoch `epoch` (1-based) is evaluated on the test set."""
-        p = self.protocol
-        return epoch % p.eval_every == 0 or epoch == self.epochs or (epoch in p.pid_epochs and bool(self.pid_teachers))
+        """Whether completed epoch `epoch` (1-based) is evaluated on the test set by the protocol's schedule (a
+        measured epoch, ridrepro.train.measure, is evaluated too)."""
+        return epoch % self.protocol.eval_every == 0 or epoch == self.epochs
 
     def evaluate(self):
         return self.evaluate_with_taps()[0]
@@ -418,52 +348,7 @@ class Trainer:
                                        self.protocol.eval_batch_size, tap_layer=tap_layer)
         return {"test_acc": acc, "test_loss": loss}, taps
 
-    def _teacher_taps(self, teacher, x_uint8, layers):
-        """tap_features of a frozen teacher, through the tap cache when there is one: (taps, where from)."""
-        bs = self.protocol.eval_batch_size
-        compute = lambda: tap_features(teacher, x_uint8, self.norm, bs, layers=layers)  # noqa: E731
-        if self.tap_cache is None:
-            return compute(), None
-        return self.tap_cache.get(self.tap_cache.key(teacher, x_uint8, self.protocol.norm, bs, layers), compute,
-                                  self.device)
-
-    def teacher_test_taps(self, label):
-        """The PID layer's test outputs of a PID teacher, float32, computed once per run."""
-        if label not in self._teacher_test_taps:
-            teacher = self.pid_teachers[label].to(self.device)
-            self._teacher_test_taps[label] = self._teacher_taps(teacher, self.data.test_x,
-                                                                (self.protocol.pid_layer,))[0][0]
-        return self._teacher_test_taps[label]
-
-    def pid(self, student_taps):
-        """PID atoms of (teacher tap, student tap; label) on the test set, for each PID teacher; student_taps
-        are the student's PID-layer test outputs from this epoch's evaluation."""
-        from ridrepro.pid import representation_pid  # imported lazily: training must not need the PID stack
-
-        records = []
-        for label in self.pid_teachers:
-            teacher_taps = self.teacher_test_taps(label).cpu()  # before the clock: "seconds" times the PID alone
-            start = time.perf_counter()
-            res = representation_pid(teacher_taps, student_taps.cpu(), self.data.test_y.cpu(),
-                                     preset=self.protocol.pid_preset, seed=self.pid_seed,
-                                     bootstrap=PID_BOOTSTRAP, **self.protocol.pid_overrides)
-            records.append({"epoch": self.epoch, "teacher": label, "layer": self.protocol.pid_layer,
-                            "n": len(self.data.test_y), **res.to_dict(), "seconds": time.perf_counter() - start})
-        return records
-
 
 @torch.no_grad()
 def param_norm(params):
     return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.detach().float()) for p in params]))
-
-
-def pca_float16(x, k, seed=0):
-    """Rows flattened and L2-normalised (as the PID features path does), reduced to k PCA components, float16:
-    what a later study of the PID estimator needs of a representation without re-training."""
-    import numpy as np
-    from sklearn.decomposition import PCA
-
-    x = x.reshape(len(x), -1).float()
-    x = torch.nn.functional.normalize(x, dim=1).cpu().numpy()
-    z = PCA(n_components=k, svd_solver="randomized", random_state=seed).fit_transform(x)
-    return z.astype(np.float16)

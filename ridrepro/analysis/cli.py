@@ -1,0 +1,124 @@
+"""Command line for reading grids: `ridrepro summary | probes | rdm-curves | sensitivity`. Modules that need
+pandas are imported inside the commands: the command line must start on bare GPU nodes without it."""
+
+import json
+import time
+
+import torch
+
+from ridrepro.layout import DEFAULT_RUNS, METHODS, TEACHER_KINDS
+from ridrepro.protocols import PROTOCOLS
+
+RUNS_HELP = f"root folder of run folders (default: ./{DEFAULT_RUNS}; the committed grids are under results/)"
+
+
+def add_commands(sub):
+    p = sub.add_parser("summary", help="accuracy table of a grid: final, best and mean-of-last-10 test accuracy, "
+                                       "mean and std over seeds, levelling off, core-hours")
+    p.add_argument("--protocol", required=True, choices=list(PROTOCOLS), help="the grid to read")
+    p.add_argument("--runs", default=DEFAULT_RUNS, help=RUNS_HELP)
+    p.add_argument("--format", choices=["markdown", "csv", "json"], default="markdown", help="output format")
+    p.set_defaults(func=cmd_summary)
+
+    from ridrepro.analysis.probes import BIM_EPS
+    from ridrepro.analysis.probes import TRANSFORMS as PROBE_TRANSFORMS
+    p = sub.add_parser("probes", help="Ojha et al.'s probes (agreement, KL, BIM transfer, invariance, Grad-CAM, "
+                                      "CKA) on a grid's finished runs; writes OUT.json and OUT.csv")
+    p.add_argument("--protocol", required=True, choices=list(PROTOCOLS), help="the grid to probe")
+    p.add_argument("--runs", default=DEFAULT_RUNS, help=RUNS_HELP)
+    p.add_argument("--out", required=True, help="output path without suffix (OUT.json, OUT.csv)")
+    p.add_argument("--data", help="CIFAR-10 location (default: $RIDREPRO_DATA)")
+    p.add_argument("--images", type=int, default=1000, help="class-balanced test images (default 1000)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="student seeds (default 0 1 2)")
+    p.add_argument("--methods", nargs="+", choices=[m for m in METHODS if m != "bas"],
+                   help="distillation methods to probe (default: all of the protocol's)")
+    p.add_argument("--teachers", nargs="+", default=list(TEACHER_KINDS), choices=TEACHER_KINDS, help="teachers")
+    p.add_argument("--transforms", nargs="+", default=["crop_flip", "jitter"], choices=sorted(PROBE_TRANSFORMS),
+                   help="input transformations for the invariance probes")
+    p.add_argument("--eps", type=float, default=BIM_EPS * 255, help="BIM eps in pixel levels of 255 (default 4)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.set_defaults(func=cmd_probes)
+
+    p = sub.add_parser("rdm-curves", help="CIFD's RDM rate-distortion curve (distortion, accuracy, PID of "
+                                          "(e_T, e_k; Y) against rate) for a grid's teachers; writes OUT.json, OUT.csv")
+    p.add_argument("--protocol", required=True, choices=[k for k, v in PROTOCOLS.items() if "cifd" in v.methods],
+                   help="a grid whose protocol has CIFD (its RDM settings are used)")
+    p.add_argument("--runs", default=DEFAULT_RUNS, help=RUNS_HELP)
+    p.add_argument("--out", required=True, help="output path without suffix (OUT.json, OUT.csv)")
+    p.add_argument("--data", help="CIFAR-10 location (default: $RIDREPRO_DATA)")
+    p.add_argument("--teachers", nargs="+", default=list(TEACHER_KINDS), choices=TEACHER_KINDS, help="teachers")
+    p.add_argument("--rates", type=float, nargs="+", help="channel rates in nats (default 0.25 1 2 4 8 16 64)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.set_defaults(func=cmd_rdm_curves)
+
+    p = sub.add_parser("sensitivity", help="atoms of a grid's finished runs under other PID estimator settings "
+                                           "(PCA, KMeans, seeds), from their stored PCA features; writes a CSV")
+    p.add_argument("--protocol", required=True, choices=list(PROTOCOLS), help="the grid to read")
+    p.add_argument("--runs", default=DEFAULT_RUNS, help=RUNS_HELP)
+    p.add_argument("--out", required=True, help="the CSV to write; rows of unchanged runs in it are kept")
+    p.add_argument("--clustering-seeds", type=int, default=20, help="KMeans seeds in all, seed 0 included")
+    p.add_argument("--null", type=int, default=100, help="shuffled-label tables per last-epoch record")
+    p.add_argument("--fresh", action="store_true", help="recompute every run, ignoring the rows in --out")
+    p.set_defaults(func=cmd_sensitivity)
+
+
+def cmd_summary(args):
+    from ridrepro.analysis.results import accuracy_summary
+
+    table = accuracy_summary(args.runs, args.protocol)
+    cols = [f"{c}{suffix}" for c in ("final", "best", "last10", "change") for suffix in ("", "_std")]
+    if args.format == "json":
+        records = table.astype(object).where(table.notna(), None).to_dict("records")
+        print(json.dumps(records, indent=2, default=int))
+    elif args.format == "csv":
+        print(table[["cell", "seeds", "finished", *cols, "core_hours"]].to_csv(index=False), end="")
+    else:
+        # m != m: NaN. A value from one run has no spread (s is NaN), so it prints alone.
+        fmt = lambda m, s: "-" if m != m else f"{m:.4f}" if s != s else f"{m:.4f} ± {s:.4f}"  # noqa: E731
+        print("| cell | seeds (finished) | final | best | mean of last 10 | change over last 20 % | core-hours |\n"
+              "|---|---|---|---|---|---|---|")
+        for r in table.itertuples():
+            print(f"| {r.cell} | {r.seeds} ({r.finished}) | " + " | ".join(
+                fmt(getattr(r, c), getattr(r, c + "_std")) for c in ("final", "best", "last10", "change"))
+                + f" | {r.core_hours:.2f} |")
+        print(f"| all | {table.seeds.sum()} ({table.finished.sum()}) | | | | | {table.core_hours.sum():.2f} |")
+    return 0
+
+
+def cmd_probes(args):
+    from ridrepro.analysis.probe_grid import probe_grid, write
+
+    torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    result = probe_grid(args.runs, args.protocol, data=args.data, n_images=args.images, seeds=args.seeds,
+                        methods=args.methods, teachers=args.teachers, transforms=args.transforms, eps=args.eps / 255)
+    return _write(result, args.out, write, start)
+
+
+def cmd_rdm_curves(args):
+    from ridrepro.analysis.probe_grid import write
+    from ridrepro.analysis.rdm_curves import RD_COLUMNS, RD_RATES, rate_distortion_curves
+
+    torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    result = rate_distortion_curves(args.runs, args.protocol, args.teachers, args.rates or RD_RATES, data=args.data)
+    return _write(result, args.out, lambda r, out: write(r, out, RD_COLUMNS), start)
+
+
+def _write(result, out, write, start):
+    result["seconds"]["total"] = time.perf_counter() - start
+    js, csv = write(result, out)
+    print(f"{len(result['rows'])} rows, {len(result['missing'])} missing; {js}, {csv} "
+          f"({result['seconds']['total']:.0f} s)")
+    return 0
+
+
+def cmd_sensitivity(args):
+    from ridrepro.analysis.sensitivity import update_table
+
+    if args.clustering_seeds < 1 or args.null < 0:
+        raise ValueError(f"--clustering-seeds must be >= 1 and --null >= 0, got {args.clustering_seeds} and "
+                         f"{args.null}")
+    table = update_table(args.runs, args.protocol, args.out, args.clustering_seeds, args.null, fresh=args.fresh)
+    print(f"{args.out}: {len(table)} rows from {table.run.nunique()} runs")
+    return 0

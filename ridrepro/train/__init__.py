@@ -1,0 +1,1 @@
+"""Training: the loop, its measurements at PID epochs, run folders, cells and grids."""
