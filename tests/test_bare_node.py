@@ -36,6 +36,8 @@ BLOCKER = textwrap.dedent(f"""
     sys.meta_path[:] = [Hidden(f) if hasattr(f, "find_spec") else f for f in sys.meta_path]
 """)
 
+pytestmark = pytest.mark.grid  # subprocess grids: left out of make test-fast
+
 
 @pytest.fixture
 def bare_env(tmp_path):
@@ -55,7 +57,7 @@ def test_the_blocker_blocks(bare_env):
     assert ok.returncode == 0, ok.stderr
 
 
-@pytest.mark.slow
+@pytest.mark.grid
 def test_a_smoke_grid_runs_without_pandas_cvxpy_papermill_jupyter_seaborn_tqdm(bare_env, tmp_path):
     runs = tmp_path / "runs"
     cmd = [sys.executable, "-m", "ridrepro", "grid", "--protocol", "smoke", "--synthetic", "--seeds", "0",
@@ -73,3 +75,16 @@ def test_a_smoke_grid_runs_without_pandas_cvxpy_papermill_jupyter_seaborn_tqdm(b
         teachers = ["tt", "ut"] if cell == "bas" else [cell.split("-")[1]]
         assert [(p["epoch"], p["teacher"]) for p in pid] == [(e, t) for e in (2, 4) for t in teachers], cell
         assert all(p["bootstrap"]["n"] == 100 for p in pid), cell  # the bootstrap ran too
+
+
+def test_every_command_starts_on_a_bare_node(bare_env):
+    """The command line registers each subsystem's commands only when one runs: none imports pandas to start."""
+    from ridrepro.cli import COMMANDS
+
+    for argv in [["--help"], ["--version"], *[[name, "--help"] for name in COMMANDS]]:
+        out = subprocess.run([sys.executable, "-m", "ridrepro", *argv], capture_output=True, text=True, env=bare_env,
+                             timeout=120)
+        assert out.returncode == 0, (argv, out.stderr)
+    listed = subprocess.run([sys.executable, "-m", "ridrepro", "--help"], capture_output=True, text=True,
+                            env=bare_env, timeout=120).stdout
+    assert all(name in listed for name in COMMANDS)

@@ -192,6 +192,7 @@ def test_committed_runs_keep_their_identity(protocol):
 
 # ----------------------------------------------------------------------------- end to end
 
+@pytest.mark.grid
 def test_smoke_cell_through_the_cli(tmp_path):
     cmd = [sys.executable, "-m", "ridrepro", "distil", "--protocol", "smoke", "--synthetic", "--method", "cifd",
            "--teacher", "tt", "--runs", str(tmp_path), "--threads", "1", "--quiet"]
@@ -227,6 +228,7 @@ def run_script(root, kill_after=None):
     killable.run_script(SCRIPT, root, root / "smoke" / "cifd-ut-s0" / "metrics.jsonl", kill_after)
 
 
+@pytest.mark.grid
 def test_killed_cifd_run_resumes_bit_identically(tmp_path):
     clean, killed = tmp_path / "clean", tmp_path / "killed"
     run_script(clean)

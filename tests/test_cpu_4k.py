@@ -68,6 +68,7 @@ def grid(tmp_path_factory):
     return root, protocol, summary
 
 
+@pytest.mark.grid
 def test_the_teacher_trains_on_the_whole_split_and_its_identity_ignores_student_settings(grid, tmp_path):
     root, protocol, _ = grid
     folder = root / "tiny" / "teacher-tt-s0"
@@ -80,6 +81,7 @@ def test_the_teacher_trains_on_the_whole_split_and_its_identity_ignores_student_
     assert info["sha256"] == json.loads((folder / "teacher.json").read_text())["sha256"]
 
 
+@pytest.mark.grid
 def test_sparse_evaluation_and_the_summary(grid):
     root, protocol, summary = grid
     lines = [json.loads(x) for x in (root / "tiny" / "vid-tt-s0" / "metrics.jsonl").read_text().splitlines()]
@@ -92,6 +94,7 @@ def test_sparse_evaluation_and_the_summary(grid):
     assert table.loc["VID-tt", "final"] == summary["final_acc"]
 
 
+@pytest.mark.grid
 def test_pid_records_carry_the_null_and_pca_features_are_stored(grid):
     root, protocol, _ = grid
     run = root / "tiny" / "vid-tt-s0"
@@ -104,6 +107,7 @@ def test_pid_records_carry_the_null_and_pca_features_are_stored(grid):
     assert not np.array_equal(np.load(run / "pca5" / "s-e002.npy"), np.load(run / "pca5" / "s-e004.npy"))
 
 
+@pytest.mark.grid
 def test_the_tap_cache_gives_the_same_run_as_computing_the_taps(grid, tmp_path):
     root, protocol, _ = grid
     assert len(list((root / "taps").glob("*.pt"))) == 2  # the training taps and the PID test taps

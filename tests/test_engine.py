@@ -229,6 +229,7 @@ def _old_code(tmp_path):
     return tmp_path / "old"
 
 
+@pytest.mark.grid
 @pytest.mark.parametrize("case", REPRODUCED)
 def test_cpu_runs_reproduce_the_results_of_the_code_before_the_gpu_work(tmp_path, case):
     # vid with augmentation draws shuffles and crops from the trainer's generator and runs the teacher live;

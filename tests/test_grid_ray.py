@@ -31,6 +31,8 @@ def env():
     return dict(os.environ, CI="1", OMP_NUM_THREADS="1",
                 PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
 
+pytestmark = pytest.mark.grid  # subprocess grids: left out of make test-fast
+
 
 def ridrepro_cmd(*args, timeout=600):
     return subprocess.run([sys.executable, "-m", "ridrepro", *map(str, args)], capture_output=True, text=True,
@@ -81,7 +83,7 @@ def ray_grid(tmp_path_factory, cluster):
     return runs / "smoke", out
 
 
-@pytest.mark.slow
+@pytest.mark.grid
 def test_ray_grid_equals_the_local_backend(local_grid, ray_grid):
     base, out = ray_grid
     assert out.returncode == 0, out.stdout + out.stderr
@@ -99,7 +101,7 @@ def test_ray_grid_equals_the_local_backend(local_grid, ray_grid):
     assert not list(base.parent.glob(".ridrepro-ray-*"))  # the driver's marker is cleaned up
 
 
-@pytest.mark.slow
+@pytest.mark.grid
 def test_a_finished_grid_is_left_alone(ray_grid, cluster):
     base, first = ray_grid
     assert first.returncode == 0, first.stdout + first.stderr
@@ -111,7 +113,7 @@ def test_a_finished_grid_is_left_alone(ray_grid, cluster):
     assert snapshot(base.parent) == before
 
 
-@pytest.mark.slow
+@pytest.mark.grid
 def test_a_killed_cell_is_retried_and_resumes(tmp_path, local_grid):
     # No --address: the command starts (and stops) its own local cluster.
     base = tmp_path / "runs" / "smoke"
@@ -141,7 +143,7 @@ def test_a_killed_cell_is_retried_and_resumes(tmp_path, local_grid):
     assert not (folder / "lock").exists()
 
 
-@pytest.mark.slow
+@pytest.mark.grid
 def test_a_failed_cell_is_reported_and_its_students_skipped(tmp_path, cluster):
     # A folder holding a different run is bad input: reported with node and log tail, not retried.
     bad = tmp_path / "runs" / "smoke" / "teacher-tt-s0"

@@ -38,6 +38,7 @@ def metrics(root):
     return untimed.records(root / "smoke" / "rid-ut-s0" / "metrics.jsonl")
 
 
+@pytest.mark.grid
 def test_killed_run_resumes_bit_identically(tmp_path):
     clean, killed = tmp_path / "clean", tmp_path / "killed"
     run_script(clean)
@@ -148,7 +149,7 @@ def other_kernel_path():
     return None if native == "DEFAULT" else native
 
 
-@pytest.mark.slow
+@pytest.mark.grid
 @pytest.mark.skipif(other_kernel_path() is None, reason="torch runs its baseline kernels here: no second path")
 def test_a_run_started_under_one_kernel_path_resumes_under_another(tmp_path):
     # ATEN_CPU_CAPABILITY=default selects torch's baseline kernels, whose floats differ from AVX2/AVX512 ones:
@@ -166,7 +167,7 @@ def test_a_run_started_under_one_kernel_path_resumes_under_another(tmp_path):
     assert {"cpu_capability", "kernel_env"} <= set(resumed["changed"])
 
 
-@pytest.mark.slow
+@pytest.mark.grid
 @pytest.mark.skipif(other_kernel_path() is None, reason="torch runs its baseline kernels here: no second path")
 def test_a_grid_continues_on_another_kernel_path_from_its_committed_teacher(tmp_path):
     grid = [sys.executable, "-m", "ridrepro", "grid", "--protocol", "smoke", "--synthetic", "--seeds", "0",

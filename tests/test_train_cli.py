@@ -29,7 +29,7 @@ def pid_available():
         return False
 
 
-@pytest.mark.slow
+@pytest.mark.grid
 @pytest.mark.skipif(not pid_available(), reason="ridrepro.pid.representation_pid is not there yet (PID helper's module)")
 def test_smoke_grid_end_to_end(tmp_path):
     runs = tmp_path / "runs"
