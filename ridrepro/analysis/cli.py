@@ -9,24 +9,30 @@ import torch
 from ridrepro.layout import DEFAULT_RUNS, METHODS, TEACHER_KINDS
 from ridrepro.protocols import PROTOCOLS
 
+OUT_HELP = "output path without suffix (OUT.json, OUT.csv)"
 RUNS_HELP = f"root folder of run folders (default: ./{DEFAULT_RUNS}; the committed grids are under results/)"
 
 
-def add_commands(sub):
-    p = sub.add_parser("summary", help="accuracy table of a grid: final, best and mean-of-last-10 test accuracy, "
-                                       "mean and std over seeds, levelling off, core-hours")
-    p.add_argument("--protocol", required=True, choices=list(PROTOCOLS), help="the grid to read")
+def _grid(sub, name, help, protocols=PROTOCOLS, out=None):
+    """A command that reads one grid: --protocol, --runs and, with `out`, --out."""
+    p = sub.add_parser(name, help=help)
+    p.add_argument("--protocol", required=True, choices=list(protocols), help="the grid to read")
     p.add_argument("--runs", default=DEFAULT_RUNS, help=RUNS_HELP)
+    if out:
+        p.add_argument("--out", required=True, help=out)
+    return p
+
+
+def add_commands(sub):
+    p = _grid(sub, "summary", "accuracy table of a grid: final, best and mean-of-last-10 test accuracy, mean and std "
+                              "over seeds, levelling off, core-hours")
     p.add_argument("--format", choices=["markdown", "csv", "json"], default="markdown", help="output format")
     p.set_defaults(func=cmd_summary)
 
     from ridrepro.analysis.probes import BIM_EPS
     from ridrepro.analysis.probes import TRANSFORMS as PROBE_TRANSFORMS
-    p = sub.add_parser("probes", help="Ojha et al.'s probes (agreement, KL, BIM transfer, invariance, Grad-CAM, "
-                                      "CKA) on a grid's finished runs; writes OUT.json and OUT.csv")
-    p.add_argument("--protocol", required=True, choices=list(PROTOCOLS), help="the grid to probe")
-    p.add_argument("--runs", default=DEFAULT_RUNS, help=RUNS_HELP)
-    p.add_argument("--out", required=True, help="output path without suffix (OUT.json, OUT.csv)")
+    p = _grid(sub, "probes", "Ojha et al.'s probes (agreement, KL, BIM transfer, invariance, Grad-CAM, CKA) on a "
+                             "grid's finished runs; writes OUT.json and OUT.csv", out=OUT_HELP)
     p.add_argument("--data", help="CIFAR-10 location (default: $RIDREPRO_DATA)")
     p.add_argument("--images", type=int, default=1000, help="class-balanced test images (default 1000)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="student seeds (default 0 1 2)")
@@ -39,23 +45,18 @@ def add_commands(sub):
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.set_defaults(func=cmd_probes)
 
-    p = sub.add_parser("rdm-curves", help="CIFD's RDM rate-distortion curve (distortion, accuracy, PID of "
-                                          "(e_T, e_k; Y) against rate) for a grid's teachers; writes OUT.json, OUT.csv")
-    p.add_argument("--protocol", required=True, choices=[k for k, v in PROTOCOLS.items() if "cifd" in v.methods],
-                   help="a grid whose protocol has CIFD (its RDM settings are used)")
-    p.add_argument("--runs", default=DEFAULT_RUNS, help=RUNS_HELP)
-    p.add_argument("--out", required=True, help="output path without suffix (OUT.json, OUT.csv)")
+    p = _grid(sub, "rdm-curves", "CIFD's RDM rate-distortion curve (distortion, accuracy, PID of (e_T, e_k; Y) "
+                                 "against rate) for a grid's teachers (a protocol with CIFD); writes OUT.json, OUT.csv",
+              [k for k, v in PROTOCOLS.items() if "cifd" in v.methods], OUT_HELP)
     p.add_argument("--data", help="CIFAR-10 location (default: $RIDREPRO_DATA)")
     p.add_argument("--teachers", nargs="+", default=list(TEACHER_KINDS), choices=TEACHER_KINDS, help="teachers")
     p.add_argument("--rates", type=float, nargs="+", help="channel rates in nats (default 0.25 1 2 4 8 16 64)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.set_defaults(func=cmd_rdm_curves)
 
-    p = sub.add_parser("sensitivity", help="atoms of a grid's finished runs under other PID estimator settings "
-                                           "(PCA, KMeans, seeds), from their stored PCA features; writes a CSV")
-    p.add_argument("--protocol", required=True, choices=list(PROTOCOLS), help="the grid to read")
-    p.add_argument("--runs", default=DEFAULT_RUNS, help=RUNS_HELP)
-    p.add_argument("--out", required=True, help="the CSV to write; rows of unchanged runs in it are kept")
+    p = _grid(sub, "sensitivity", "atoms of a grid's finished runs under other PID estimator settings (PCA, KMeans, "
+                                  "seeds), from their stored PCA features; writes a CSV",
+              out="the CSV to write; rows of unchanged runs in it are kept")
     p.add_argument("--clustering-seeds", type=int, default=20, help="KMeans seeds in all, seed 0 included")
     p.add_argument("--null", type=int, default=100, help="shuffled-label tables per last-epoch record")
     p.add_argument("--fresh", action="store_true", help="recompute every run, ignoring the rows in --out")
