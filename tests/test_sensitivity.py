@@ -83,6 +83,7 @@ def test_settings_vary_one_thing_at_a_time():
         assert sum(st[k] != base[k] for k in base) == (name != "paper-code")
 
 
+@pytest.mark.grid  # recomputes committed runs' atoms: minutes
 def test_table_and_claims_on_committed_runs():
     # two runs, so that the test's cost does not grow with the grid; the RID-tt claims then have no cell
     table = sensitivity_table(RUN.parents[1], "cpu-4k", stored_labels(RUN), settings=estimator_settings(2),
@@ -169,6 +170,7 @@ def test_missing_cells():
     assert missing_cells(_table({"paper-code": 0.1}), ["BAS", "RID-ut", "VID-ut"]) == ["BAS", "VID-ut"]
 
 
+@pytest.mark.grid  # recomputes committed runs' atoms: minutes
 def test_update_table_keeps_unchanged_runs_only(tmp_path):
     # a copy of a committed run whose files are links, so that one can be swapped for other features
     root = tmp_path / "cpu-4k"
