@@ -28,10 +28,11 @@ TRAINING_CHAPTERS := book/neural_toy.ipynb book/rid_theory.ipynb
 # Unit tests, then every chapter re-executed by nbval against its stored outputs (chapters pin
 # their own thread counts, so the outputs do not depend on this machine's cores), then the training
 # chapters again on a second kernel path.
+# --dist loadfile: a notebook's cells share one kernel, so each file runs whole on one pytest-xdist worker.
 test: $(STAMP)
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -n 2 tests book $(NBVAL)
-	ATEN_CPU_CAPABILITY=default $(PY) -m pytest -n 2 $(TRAINING_CHAPTERS) $(NBVAL)
+	$(PY) -m pytest -n 2 --dist loadfile tests book $(NBVAL)
+	ATEN_CPU_CAPABILITY=default $(PY) -m pytest -n 2 --dist loadfile $(TRAINING_CHAPTERS) $(NBVAL)
 
 # The edit-test loop: the architecture contracts and the unit tests, without subprocess grids or chapters.
 test-fast: $(STAMP)
