@@ -88,10 +88,10 @@ def student_dir(root, protocol, method, seed, teacher=None, teacher_seed=0):
     return Run(method, seed, teacher, teacher_seed).folder(root, protocol)
 
 
-def accuracy_of(records):
-    """A run's test accuracy from its metrics.jsonl records: final, best, and last10, the mean over the
-    evaluated epochs among the last ten records (None where nothing was evaluated)."""
+def accuracy_of(records, tail=10):
+    """A run's test accuracy from its metrics.jsonl records (one per epoch): final, best, and tail, the mean over
+    the evaluated epochs among the last `tail` records (None where nothing was evaluated)."""
     accs = [r["test_acc"] for r in records if "test_acc" in r]
-    last10 = [r["test_acc"] for r in records[-10:] if "test_acc" in r]
+    last = [r["test_acc"] for r in records[-tail:] if "test_acc" in r]
     return {"final": accs[-1] if accs else None, "best": max(accs, default=None),
-            "last10": float(np.mean(last10)) if last10 else None}
+            "tail": float(np.mean(last)) if last else None}

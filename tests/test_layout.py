@@ -58,5 +58,5 @@ def test_accuracy_of_records():
     records = [{"epoch": e, **({"test_acc": e / 100} if e % 4 == 0 else {})} for e in range(1, 21)]
     acc = accuracy_of(records)
     assert acc["final"] == 0.2 and acc["best"] == 0.2
-    assert acc["last10"] == pytest.approx((0.12 + 0.16 + 0.2) / 3)  # the evaluated epochs among the last ten
-    assert accuracy_of([{"epoch": 1}]) == {"final": None, "best": None, "last10": None}
+    assert acc["tail"] == pytest.approx((0.12 + 0.16 + 0.2) / 3)  # the evaluated epochs among the last ten
+    assert accuracy_of([{"epoch": 1}]) == {"final": None, "best": None, "tail": None}

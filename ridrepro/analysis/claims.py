@@ -129,7 +129,7 @@ def run_values(root, rules):
 
     from ridrepro.analysis.results import grid_runs, tail_change
     from ridrepro.files import read_jsonl
-    from ridrepro.layout import cell_name
+    from ridrepro.layout import accuracy_of, cell_name
 
     rows = []
     for protocol, suffix in {rules.protocol: "", **rules.variants}.items():
@@ -140,10 +140,8 @@ def run_values(root, rules):
                 continue
             records = read_jsonl(folder / "metrics.jsonl")
             evaluated = [(r["epoch"], r["test_acc"]) for r in records if "test_acc" in r]
-            last = records[-1]["epoch"]
-            tail = [a for e, a in evaluated if e > last - rules.tail_epochs]
             row = {"run": folder.name, "protocol": protocol, "cell": cell_name(method, teacher) + suffix,
-                   "seed": seed, "accuracy": float(np.mean(tail)),
+                   "seed": seed, "accuracy": accuracy_of(records, rules.tail_epochs)["tail"],
                    "change": tail_change(*zip(*evaluated), fraction=rules.window)}
             row.update({name: f(records) for name, f in METRICS.items()})
             rows.append(row)

@@ -29,6 +29,7 @@ def add_commands(sub):
     p.add_argument("--format", choices=["markdown", "csv", "json"], default="markdown", help="output format")
     p.set_defaults(func=cmd_summary)
 
+    from ridrepro.analysis.probe_grid import TRANSFORMS as PROBED_TRANSFORMS
     from ridrepro.analysis.probes import BIM_EPS
     from ridrepro.analysis.probes import TRANSFORMS as PROBE_TRANSFORMS
     p = _grid(sub, "probes", "Ojha et al.'s probes (agreement, KL, BIM transfer, invariance, Grad-CAM, CKA) on a "
@@ -39,7 +40,7 @@ def add_commands(sub):
     p.add_argument("--methods", nargs="+", choices=[m for m in METHODS if m != "bas"],
                    help="distillation methods to probe (default: all of the protocol's)")
     p.add_argument("--teachers", nargs="+", default=list(TEACHER_KINDS), choices=TEACHER_KINDS, help="teachers")
-    p.add_argument("--transforms", nargs="+", default=["crop_flip", "jitter"], choices=sorted(PROBE_TRANSFORMS),
+    p.add_argument("--transforms", nargs="+", default=list(PROBED_TRANSFORMS), choices=sorted(PROBE_TRANSFORMS),
                    help="input transformations for the invariance probes")
     p.add_argument("--eps", type=float, default=BIM_EPS * 255, help="BIM eps in pixel levels of 255 (default 4)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")

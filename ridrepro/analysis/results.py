@@ -118,7 +118,7 @@ def run_accuracy(root, protocol):
                "core_hours": run_core_hours(folder, records)}
         if accs:
             acc = accuracy_of(records)
-            row.update(final=acc["final"], best=acc["best"], last10=np.nan if acc["last10"] is None else acc["last10"],
+            row.update(final=acc["final"], best=acc["best"], last10=np.nan if acc["tail"] is None else acc["tail"],
                        change=tail_change([r["epoch"] for r in records if "test_acc" in r], accs))
         elif (folder / "teacher.json").exists():
             row["final"] = json.loads((folder / "teacher.json").read_text())["test_acc"]

@@ -10,12 +10,14 @@ from ridrepro.distill.base import Distiller, ce, channel_param, spread, variance
 
 
 @torch.no_grad()
-def filter_stats(ft, head_logits, y):
+def filter_stats(ft, head_logits, y, head_ce=None):
     """Per layer: the fraction of positive teacher-filter outputs (the head's ReLU passes only these), and the
-    head's CE and accuracy."""
+    head's CE (head_ce: the loss's own, when it computed them) and accuracy."""
+    head_ce = head_ce if head_ce is not None else [ce(h, y) for h in head_logits]
     return {"filter_positive": torch.stack([(f > 0).float().mean() for f in ft]),
-            "head_ce": torch.stack([ce(h, y) for h in head_logits]),
+            "head_ce": torch.stack([c.detach() for c in head_ce]),
             "head_acc": torch.stack([(h.argmax(1) == y).float().mean() for h in head_logits])}
+
 
 def teacher_filter(ct, cs):
     """f_t: conv1x1(Ct->Ct) BN ReLU conv1x1(Ct->Cs), no bias."""
@@ -111,8 +113,9 @@ class RID(Distiller):
             return self._student_loss(x, y, t_taps)
         ft = [f(t) for f, t in zip(self.f_t, t_taps)]
         head_logits = [g(f) for g, f in zip(self.g_t, ft)]
-        ce_loss = sum(ce(h, y) for h in head_logits)
-        self._stats = filter_stats(ft, head_logits, y)
+        head_ce = [ce(h, y) for h in head_logits]
+        ce_loss = sum(head_ce)
+        self._stats = filter_stats(ft, head_logits, y, head_ce)
         terms = {"filter_ce": ce_loss}
         if phase == "warmup" and not self.student_forward_in_warmup:  # its output would be multiplied by 0
             return ce_loss, terms, None

@@ -50,8 +50,9 @@ class TED(Distiller):
                 logits, s_taps = self.student(x, taps=True)
             ft = [f(t) for f, t in zip(self.f_t, t_taps)]
             head_logits = [g(f) for g, f in zip(self.g_t, ft)]
-            self._stats = filter_stats(ft, head_logits, y)
-            ce_t = sum(ce(h, y) for h in head_logits)
+            head_ce = [ce(h, y) for h in head_logits]
+            self._stats = filter_stats(ft, head_logits, y, head_ce)
+            ce_t = sum(head_ce)
             ce_s = sum(ce(g(f(s)), y) for f, g, s in zip(self.f_s, self.g_s, s_taps))
             return ce_t + ce_s, {"t_filter_ce": ce_t, "s_filter_ce": ce_s}, logits
         with torch.no_grad():

@@ -212,7 +212,7 @@ def _fit(run, trainer, protocol, opts, name, measure):
     bar = None
     if opts.progress:
         from tqdm import tqdm
-        steps = -(-len(trainer.data.train_y) // protocol.batch_size)
+        steps = trainer.steps_per_epoch
         bar = tqdm(total=trainer.epochs * steps, initial=trainer.epoch * steps, desc=name, unit="step",
                    dynamic_ncols=True, disable=None)
     try:
@@ -241,5 +241,5 @@ def _fit(run, trainer, protocol, opts, name, measure):
             bar.close()
     records = [json.loads(line) for line in run.lines("metrics.jsonl")]
     acc = accuracy_of(records)
-    return {"epochs": len(records), "final_acc": acc["final"], "best_acc": acc["best"], "last10_acc": acc["last10"],
+    return {"epochs": len(records), "final_acc": acc["final"], "best_acc": acc["best"], "last10_acc": acc["tail"],
             "teacher_cache": trainer.cache_reason if trainer.distiller.uses_teacher else None}
