@@ -1,0 +1,147 @@
+"""The book's findings at a glance: every claim it tests, its verdict, the evidence and what the evidence cost.
+
+Built from the committed runs and the chapters' data files each time it is read (the intro page calls it
+when the book is built; `ridrepro findings` prints it), so it can never disagree with the chapters.
+"""
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from ridrepro.analysis.claims import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, rules_for, verdicts
+
+COLUMNS = ["claim", "source", "verdict", "reason", "protocol", "core_hours", "chapter", "label"]
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Where the book shows a group of claims: a chapter and a figure or section label in it."""
+    chapter: str  # the notebook or page under book/, without suffix
+    label: str  # a MyST target in it (a figure's name or a section label)
+    text: str  # what the link says
+
+
+# The grids whose claims the table shows, first the one that settles RID's question, with where they are shown.
+GRIDS = (("paper-code-4k", Evidence("rid_at_paper_rates", "paper-rates-verdicts", "verdicts at the authors' rates")),
+         ("cpu-4k", Evidence("cifar_accuracy", "fig-cifar-accuracy", "Fig. 5 on cpu-4k")))
+
+
+def protocol_cost(root, protocol):
+    """(core-hours of every run folder of a protocol under root, finished or not; whether all have finished)."""
+    from ridrepro.analysis.results import grid_runs, run_core_hours
+    from ridrepro.files import read_jsonl
+
+    hours, done = 0.0, True
+    for folder, *_ in grid_runs(root, protocol):
+        hours += run_core_hours(folder, read_jsonl(folder / "metrics.jsonl"))
+        done &= (folder / "finished.json").exists()
+    return hours, done
+
+
+def grid_findings(root, protocol, evidence):
+    """The rows of one grid's claims (claims.verdicts), with the grid's cost."""
+    if not (Path(root) / protocol).is_dir():
+        return []
+    hours, done = protocol_cost(root, protocol)
+    v = verdicts(root, rules_for(protocol))
+    return [{"claim": r.claim, "source": r.source or "this book (mechanism)", "verdict": r.verdict,
+             "reason": r.reason, "protocol": protocol, "core_hours": hours if done else -hours,
+             "chapter": evidence.chapter, "label": evidence.label} for r in v.itertuples()]
+
+
+def theory_findings(book_data):
+    """The exact checks: the paper's Examples 1-3 recomputed by the BROJA solver, and Theorems 3.2 (3) and 4.1
+    on the theorems chapter's random tables (its CSVs). They need no training."""
+    import numpy as np
+    import pandas as pd
+
+    from ridrepro.pid import broja_pid
+    from ridrepro.pid.gates import gates
+
+    rows = []
+    exact = gates()
+    for example, names, source in (
+            ("Example 1 (uninformative teacher)", ("EX1_S=Y", "EX1_S=U2"), "Sec. 3, Example 1"),
+            ("Example 2 (extra-complex teacher)", ("EX2_S=U1", "EX2_S=U2"), "Sec. 3, Example 2"),
+            ("Example 3 (synergy)", ("EX3",), "Sec. 3, Example 3")):
+        err = max(abs(broja_pid(exact[n][0], unit="bits").atoms()[a] - v)
+                  for n in names for a, v in exact[n][1].items())
+        rows.append(_exact(f"{example}: the BROJA atoms are the paper's", source, err <= 1e-6,
+                           f"largest error {err:.1e} bits over {len(names)} student(s)", "toy_teachers", ""))
+    data = Path(book_data)
+    coarse = pd.read_csv(data / "theorems_coarsening.csv")
+    worst = int((coarse.slack < -(coarse.certificate_gaps + 1e-10)).sum())
+    rows.append(_exact("Theorem 3.2 (3): coarsening the teacher never adds distillable knowledge",
+                       "Theorem 3.2", worst == 0, f"{worst} of {len(coarse)} random tables violate it "
+                       f"(smallest slack {coarse.slack.min():.1e} bits)", "theorems", "fig-thm32-slack"))
+    cap = pd.read_csv(data / "theorems_intersection.csv")
+    below = int((cap.red < cap.red_cap - 1e-10).sum())
+    rows.append(_exact("Theorem 4.1: the intersection information is a lower bound on Red", "Theorem 4.1",
+                       below == 0, f"{below} of {len(cap)} structured tables violate it "
+                       f"(smallest Red - Red_cap {np.min(cap.red - cap.red_cap):.1e} bits)", "theorems",
+                       "fig-thm41-bound"))
+    return rows
+
+
+def _exact(claim, source, holds, reason, chapter, label):
+    return {"claim": claim, "source": source, "verdict": REPRODUCED if holds else NOT_REPRODUCED,
+            "reason": reason, "protocol": "exact", "core_hours": math.nan, "chapter": chapter, "label": label}
+
+
+def findings(root="results", book_data="book/data"):
+    """Every claim the book tests, as a DataFrame (COLUMNS): the grids' claims in GRIDS order, then the exact
+    ones. core_hours is the protocol's cost so far, negative while any of its runs is still training."""
+    import pandas as pd
+
+    rows = [row for protocol, ev in GRIDS for row in grid_findings(root, protocol, ev)]
+    rows += theory_findings(book_data)
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def cost_text(hours):
+    if hours != hours:
+        return "none (exact)"
+    return f"{abs(hours):.1f} core-h" + (" so far" if hours < 0 else "")
+
+
+def markdown(table):
+    """The findings as a MyST Markdown table whose evidence column links into the book."""
+    lines = ["| claim | verdict | evidence | protocol, cost |", "|---|---|---|---|"]
+    for r in table.itertuples():
+        target = f"{{ref}}`{r.chapter} <{r.label}>`" if r.label else f"[{r.chapter}]({r.chapter}.ipynb)"
+        lines.append(f"| {r.claim} ({r.source}) | **{r.verdict}**: {r.reason} | {target} | "
+                     f"{r.protocol}, {cost_text(r.core_hours)} |")
+    counts = table.verdict.value_counts()
+    summary = ", ".join(f"{counts.get(v, 0)} {v}" for v in (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE))
+    return f"Of {len(table)} claims: {summary}.\n\n" + "\n".join(lines) + "\n"
+
+
+def add_commands(sub):
+    from ridrepro.layout import DEFAULT_RUNS
+
+    p = sub.add_parser("findings", help="every claim the book tests, with its verdict, evidence and cost")
+    p.add_argument("--runs", default=DEFAULT_RUNS,
+                   help=f"root folder of run folders (default: ./{DEFAULT_RUNS}; the committed grids are under "
+                        "results/)")
+    p.add_argument("--book-data", default="book/data", help="the chapters' data files (default: book/data)")
+    p.add_argument("--format", choices=["text", "csv", "markdown"], default="text", help="output format")
+    p.set_defaults(func=cmd_findings)
+
+
+def cmd_findings(args):
+    if not Path(args.book_data, "theorems_coarsening.csv").exists():
+        raise FileNotFoundError(f"{args.book_data} has no theorems_coarsening.csv: run from the repository root "
+                                "or pass --book-data <repository>/book/data")
+    table = findings(args.runs, args.book_data)
+    if args.format == "csv":
+        print(table.to_csv(index=False), end="")
+    elif args.format == "markdown":
+        print(markdown(table), end="")
+    else:
+        import textwrap
+
+        for r in table.itertuples():
+            print(f"{r.verdict.upper():15s} {r.claim} [{r.protocol}, {cost_text(r.core_hours)}]")
+            print(textwrap.fill(f"{r.reason} ({r.source}; book/{r.chapter} {r.label})".strip(), 100,
+                                initial_indent=" " * 16, subsequent_indent=" " * 16))
+    return 0

@@ -1,0 +1,62 @@
+"""The findings table: every grid claim and exact check, three-valued, linked to its evidence."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ridrepro.analysis import findings as F
+from ridrepro.analysis.claims import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, rules_for
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def table():
+    return F.findings(ROOT / "results", ROOT / "book" / "data")
+
+
+def test_every_grid_claim_and_exact_check_is_a_row(table):
+    for protocol, _ in F.GRIDS:
+        assert (table.protocol == protocol).sum() == len(rules_for(protocol).claims)
+    assert (table.protocol == "exact").sum() == 5
+    assert set(table.verdict) <= {REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE}
+    assert table.reason.str.len().min() > 0
+
+
+def test_the_exact_checks_hold_on_the_committed_data(table):
+    exact = table[table.protocol == "exact"]
+    assert (exact.verdict == REPRODUCED).all(), exact[["claim", "reason"]]
+
+
+def test_a_violated_theorem_is_not_reproduced(tmp_path):
+    for name in ("theorems_coarsening.csv", "theorems_intersection.csv"):
+        shutil.copy(ROOT / "book" / "data" / name, tmp_path / name)
+    cap = pd.read_csv(tmp_path / "theorems_intersection.csv")
+    cap.loc[0, "red_cap"] = cap.loc[0, "red"] + 0.01  # one table where the bound fails
+    cap.to_csv(tmp_path / "theorems_intersection.csv", index=False)
+    rows = {r["claim"]: r for r in F.theory_findings(tmp_path)}
+    thm = next(r for c, r in rows.items() if c.startswith("Theorem 4.1"))
+    assert thm["verdict"] == NOT_REPRODUCED and thm["reason"].startswith("1 of ")
+
+
+def test_markdown_links_every_row_to_its_evidence(table):
+    text = F.markdown(table)
+    rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| claim")]
+    assert len(rows) == len(table)
+    assert all("{ref}`" in r or ".ipynb)" in r for r in rows)
+    assert text.startswith(f"Of {len(table)} claims:")
+
+
+def test_a_grid_still_training_shows_its_cost_so_far(table):
+    assert F.cost_text(-1.24) == "1.2 core-h so far" and F.cost_text(3.0) == "3.0 core-h"
+    assert (table[table.protocol == "cpu-4k"].core_hours > 0).all()  # cpu-4k has finished
+
+
+def test_the_command_prints_csv():
+    out = subprocess.run([sys.executable, "-m", "ridrepro", "findings", "--runs", "results", "--format", "csv"],
+                         cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert out.splitlines()[0] == ",".join(F.COLUMNS)
