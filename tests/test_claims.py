@@ -6,13 +6,18 @@ import pandas as pd
 import pytest
 
 from ridrepro.analysis.claims import (
+    CPU_4K_ATOM_RULES,
     CPU_4K_RULES,
+    FIG4,
+    FIG5,
     INCONCLUSIVE,
     NOT_REPRODUCED,
     PAPER_CODE_4K_RULES,
     REPRODUCED,
     Claim,
     Rules,
+    atom_table,
+    atom_verdicts,
     compare,
     judge,
     rules_for,
@@ -90,3 +95,80 @@ def test_rules_exist_for_the_grids():
     assert rules_for("paper-code-4k") is PAPER_CODE_4K_RULES
     with pytest.raises(ValueError, match="no claims are stated"):
         rules_for("smoke")
+
+
+# ----------------------------------------------------------------------------- the atom claims (Figure 4)
+
+ATOM_RULES = Rules(protocol="p", seeds=3, tail_epochs=10)
+
+
+def atoms(cells):
+    """A run table from last records: cell -> per seed a dict of atoms against teacher "ut" (value, lo, q95)."""
+    rows = []
+    for cell, seeds in cells.items():
+        for i, v in enumerate(seeds):
+            rows.append({"run": f"{cell}-s{i}", "cell": cell, "seed": i, "pid_teacher": "ut",
+                         **{a: v.get(a, (0.0,))[0] for a in ("red", "uni_t", "uni_s", "syn", "i_yt", "i_ys")},
+                         **{a + "_lo": v[a][1] for a in v}, **{a + "_hi": v[a][0] for a in v},
+                         **{a + "_q95": v[a][2] for a in v}})
+    return atom_table(pd.DataFrame(rows), intervals="percentile")
+
+
+def test_near_zero_reads_each_seeds_lower_end():
+    claim = Claim("z", "Red ≈ 0", "A", "near_zero", metric="ut.red", threshold=0.05, levelled=False)
+    # lower ends 0.03, 0.049, 0.02: every seed may be within 0.05 of 0 -> reproduced, difference 0.049 - 0.05
+    table = atoms({"A": [{"red": (0.06, 0.03, 0.002)}, {"red": (0.07, 0.049, 0.002)}, {"red": (0.04, 0.02, 0.002)}]})
+    out = judge(claim, table, ATOM_RULES)
+    assert out["verdict"] == REPRODUCED and out["difference"] == pytest.approx(-0.001) and out["seeds"] == 3
+    # one seed's lower end 0.06 > 0.05 -> not reproduced
+    table = atoms({"A": [{"red": (0.06, 0.03, 0.002)}, {"red": (0.08, 0.06, 0.002)}, {"red": (0.04, 0.02, 0.002)}]})
+    out = judge(claim, table, ATOM_RULES)
+    assert out["verdict"] == NOT_REPRODUCED and out["difference"] == pytest.approx(0.01)
+    # two seeds of three: inconclusive by the seeds rule, with the outcome so far
+    out = judge(claim, atoms({"A": [{"red": (0.06, 0.03, 0.002)}] * 2}), ATOM_RULES)
+    assert out["verdict"] == INCONCLUSIVE and out["reason"] == "A has 2 of 3 seeds (so far: reproduced)"
+
+
+def test_present_is_the_lower_end_above_the_nulls_q95():
+    claim = Claim("p", "Uni present", "A", "present", metric="ut.uni_t", levelled=False)
+    table = atoms({"A": [{"uni_t": (0.03, 0.010, 0.004)}, {"uni_t": (0.02, 0.006, 0.004)}, {"uni_t": (0.02, 0.005, 0.004)}]})
+    out = judge(claim, table, ATOM_RULES)
+    assert out["verdict"] == REPRODUCED and out["difference"] == pytest.approx(0.001)
+    table = atoms({"A": [{"uni_t": (0.03, 0.010, 0.004)}, {"uni_t": (0.02, 0.003, 0.004)}, {"uni_t": (0.02, 0.005, 0.004)}]})
+    out = judge(claim, table, ATOM_RULES)  # the point 0.02 is above q95, but the interval reaches below it
+    assert out["verdict"] == NOT_REPRODUCED and out["difference"] == pytest.approx(-0.001)
+
+
+def test_clearly_on_an_atom_and_one_seed_is_inconclusive():
+    claim = Claim("c", "A's I(Y;S) clearly above B's", "A", "above", "B", metric="i_ys", levelled=False)
+    a = [{"i_ys": (v, v, 0.0)} for v in (0.30, 0.32, 0.34)]  # mean 0.32, sd 0.02
+    b = [{"i_ys": (v, v, 0.0)} for v in (0.10, 0.12, 0.14)]  # mean 0.12, sd 0.02
+    out = judge(claim, atoms({"A": a, "B": b}), ATOM_RULES)
+    assert out["verdict"] == REPRODUCED
+    assert out["difference"] == pytest.approx(0.20) and out["spread"] == pytest.approx(0.04)
+    out = judge(claim, atoms({"A": b, "B": a}), ATOM_RULES)
+    assert out["verdict"] == NOT_REPRODUCED and out["difference"] == pytest.approx(-0.20)
+    out = judge(claim, atoms({"A": a[:1], "B": b}), ATOM_RULES)
+    assert out["verdict"] == INCONCLUSIVE and math.isnan(out["spread"]) and "A has 1 of 3 seeds" in out["reason"]
+
+
+def test_fig4_claims_are_one_per_fact_with_their_source():
+    assert len({(c.a, c.b, c.metric) for c in FIG4.values()}) == len(FIG4)  # Red + Uni = I(Y;T): no Red twin
+    assert all(c.source.startswith("Fig. 4") and not c.levelled for c in FIG4.values())
+    assert not any("falls" in c.text for c in FIG4.values())
+    assert {"ridut-iys-above-vidut", "ridut-iys-07-bas"} <= set(FIG4) and set(FIG4).isdisjoint(FIG5)
+
+
+def test_cpu_4k_atom_verdicts_from_the_committed_grid():
+    new = atom_verdicts("results", "cpu-4k").set_index("key")
+    assert list(new.reset_index().columns) == list(verdicts("results", CPU_4K_RULES).columns)
+    assert (new.seeds == 3).all() and len(new) == len(CPU_4K_ATOM_RULES.claims)
+    assert new.loc["vidut-iys-below-bas", "verdict"] == REPRODUCED
+    assert new.loc["ut-iyt-near-zero", "verdict"] == NOT_REPRODUCED
+    assert new.loc["bas-red-near-zero-ut", "verdict"] == NOT_REPRODUCED
+    assert new.loc["ridut-iys-07-bas", "verdict"] == INCONCLUSIVE
+    assert new.loc["ridut-iys-07-bas", "reason"].endswith("(so far: not reproduced)")
+    # the combined interval is wider than the percentile one: RID-ut's Uni may be within the tolerance of 0
+    old = atom_verdicts("results", "cpu-4k", intervals="percentile").set_index("key")
+    assert old.loc["ridut-unit-near-zero-ut", "reason"].endswith("(so far: not reproduced)")
+    assert new.loc["ridut-unit-near-zero-ut", "reason"].endswith("(so far: reproduced)")

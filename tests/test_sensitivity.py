@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ridrepro.analysis.claims import CPU_4K_ATOM_RULES, INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED
 from ridrepro.analysis.sensitivity import (
     against_bootstrap,
     atom_claims,
-    clearly,
     clustering_spread,
     estimator_settings,
     missing_cells,
@@ -68,13 +68,6 @@ def test_pid_of_stored_on_a_constructed_case():
         pid_of_stored(t[:10], s, y)
 
 
-def test_clearly_is_the_chapters_rule():
-    assert clearly([1.0, 1.1, 0.9], [0.0, 0.1, -0.1]) == 1  # difference 1 > 0.1 + 0.1
-    assert clearly([0.0, 0.1, -0.1], [1.0, 1.1, 0.9]) == -1
-    assert clearly([0.2, 0.4, 0.0], [0.0, 0.1, -0.1]) == 0  # difference 0.2 < 0.2 + 0.1
-    assert clearly([0.5], [0.4]) == 1  # one seed each: no spread
-
-
 def test_settings_vary_one_thing_at_a_time():
     settings = dict(estimator_settings(clustering_seeds=3))
     assert list(settings) == ["paper-code", "PCA 10", "KMeans 20", "n_init 10", "seed 1", "seed 2"]
@@ -92,11 +85,10 @@ def test_table_and_claims_on_committed_runs():
     assert set(table.setting) == {"paper-code", "PCA 10", "KMeans 20", "n_init 10", "seed 1"}
     last = table[table.epoch == 40]
     assert last["red_q95"].notna().all() and table[table.epoch == 1]["red"].notna().all()
-    claims = atom_claims(table)
-    rid = claims[(claims.claim == "RID-ut vs ut: Red present") & (claims.setting == "paper-code")]
-    n_rid = len(last[(last.cell == "RID-ut") & (last.setting == "paper-code")])
-    assert rid.verdict.iloc[0].endswith(f"/{n_rid} seeds")
-    assert (claims[claims.claim.str.startswith("RID-tt")].verdict == "not run").all()
+    claims = atom_claims(table, CPU_4K_ATOM_RULES)
+    rid = claims[(claims.key == "ridut-red-near-zero-ut") & (claims.setting == "paper-code")]
+    assert rid.seeds.iloc[0] == 1 and rid.verdict.iloc[0] == INCONCLUSIVE  # one of 3 seeds
+    assert (claims[claims.claim.str.startswith("RID-tt")].seeds == 0).all()
     with pytest.raises(ValueError, match="rid-ut-s9"):
         sensitivity_table(RUN.parents[1], "cpu-4k", runs={"rid-ut-s9"})
 
@@ -124,21 +116,21 @@ def test_a_run_still_training_is_left_out(tmp_path):
 
 
 def _claims(rows):
-    return pd.DataFrame(rows, columns=["claim", "setting", "verdict"])
+    return pd.DataFrame([{"claim": c, "setting": s, "verdict": v, "seeds": 0 if v == "none" else 3}
+                         for c, s, v in rows])
 
 
 def test_verdict_grid_summarises_the_seeds():
-    rows = [("A", "paper-code", "holds"), ("A", "PCA 10", "fails"), ("A", "KMeans 20", "holds"),
-            ("A", "n_init 10", "holds"), ("A", "seed 1", "fails"), ("A", "seed 2", "holds"),
-            ("B", "paper-code", "2/2 seeds"), ("B", "PCA 10", "1/2 seeds"), ("B", "KMeans 20", "2/2 seeds"),
-            ("B", "n_init 10", "2/2 seeds"), ("B", "seed 1", "2/2 seeds"), ("B", "seed 2", "0/2 seeds")]
-    rows += [("C", s, "not run") for s in ("paper-code", "PCA 10", "KMeans 20", "n_init 10", "seed 1", "seed 2")]
+    R, N, I = REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE
+    rows = [("A", "paper-code", R), ("A", "PCA 10", N), ("A", "KMeans 20", R), ("A", "n_init 10", I),
+            ("A", "seed 1", N), ("A", "seed 2", R)]
+    rows += [("B", s, I) for s in ("paper-code", "PCA 10", "KMeans 20", "n_init 10", "seed 1", "seed 2")]
+    rows += [("C", s, "none") for s in ("paper-code", "PCA 10", "KMeans 20", "n_init 10", "seed 1", "seed 2")]
     g = verdict_grid(_claims(rows))
-    assert g.loc["A", "paper-code"] == ("holds", 1.0) and g.loc["A", "PCA 10"] == ("fails", 0.0)
-    assert g.loc["A", "KMeans seeds"] == ("holds in 2/3", pytest.approx(2 / 3))
-    assert g.loc["B", "PCA 10"] == ("1/2 seeds", 0.5)
-    text, score = g.loc["B", "KMeans seeds"]
-    assert text == "2/2 seeds in 2/3" and score == pytest.approx((1 + 1 + 0) / 3)
+    assert g.loc["A", "paper-code"] == (R, 1.0) and g.loc["A", "PCA 10"] == (N, 0.0)
+    assert g.loc["A", "n_init 10"][0] == I and np.isnan(g.loc["A", "n_init 10"][1])
+    assert g.loc["A", "KMeans seeds"] == (f"{R} in 2/3", pytest.approx(2 / 3))
+    assert g.loc["B", "KMeans seeds"][0] == I
     assert g.loc["C", "KMeans seeds"][0] == "not run yet" and np.isnan(g.loc["C", "n_init 10"][1])
 
 

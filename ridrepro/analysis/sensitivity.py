@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
+from ridrepro.analysis.claims import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED
 from ridrepro.analysis.results import grid_runs
 from ridrepro.layout import cell_name
 from ridrepro.pid import pid_from_clusters
@@ -161,88 +162,55 @@ def update_table(root, protocol, out, clustering_seeds=20, null=100, k=50, fresh
     return table
 
 
-def clearly(a, b):
-    """+1 when a is clearly above b, -1 clearly below, 0 neither: the chapters' rule, the difference of the
-    means over seeds against the sum of the two standard deviations over seeds (ddof 1; 0 for one seed)."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    spread = sum(x.std(ddof=1) if len(x) > 1 else 0.0 for x in (a, b))
-    d = a.mean() - b.mean()
-    return int(np.sign(d)) if abs(d) > spread else 0
+def atom_claims(table, rules):
+    """The atom claims of `rules` (claims.ATOM_RULES) judged by claims.judge under each setting of a
+    sensitivity_table, on each run's last epoch: one row per (claim, setting) with the claim's key and text,
+    difference, spread, seeds, verdict and reason. The table has no intervals, so the point stands for both
+    ends of an interval ("≈ 0": the atom itself within the tolerance)."""
+    from ridrepro.analysis.claims import atom_table, judge
 
-
-def atom_claims(table):
-    """The atom claims of the cpu-4k rules (book/cifar_atoms.ipynb) under each setting of a sensitivity_table:
-    one row per (claim, setting) with verdict 'holds', 'fails' or 'not run' (a cell it needs is absent)."""
     rows = []
     for setting, d in table.groupby("setting", sort=False):
-        last = d[d.epoch == d.groupby("run").epoch.transform("max")]
-        first = d[d.epoch == d.groupby("run").epoch.transform("min")]
-        tt_last, ut_last = last[last.pid_teacher == "tt"], last[last.pid_teacher == "ut"]
-
-        def values(frame, cell, atom):
-            return frame[frame.cell == cell][atom].to_numpy()
-
-        def compare(claim, a, b, sign):
-            verdict = "not run" if min(len(a), len(b)) == 0 else "holds" if clearly(a, b) == sign else "fails"
-            rows.append({"claim": claim, "setting": setting, "verdict": verdict})
-
-        compare("RID-tt: Uni(Y:T\\S) falls", values(tt_last, "RID-tt", "uni_t"),
-                values(first[first.pid_teacher == "tt"], "RID-tt", "uni_t"), -1)
-        compare("RID-tt: Red rises", values(tt_last, "RID-tt", "red"),
-                values(first[first.pid_teacher == "tt"], "RID-tt", "red"), 1)
-        for other in ("BAS", "VID-tt"):
-            compare(f"RID-tt ends with less Uni(Y:T\\S) than {other}", values(tt_last, "RID-tt", "uni_t"),
-                    values(tt_last, other, "uni_t"), -1)
-        compare("RID-tt ends with more Red than BAS", values(tt_last, "RID-tt", "red"),
-                values(tt_last, "BAS", "red"), 1)
-        for cell in ("BAS", "VID-ut", "RID-ut", "TED-ut"):
-            d_ut = ut_last[ut_last.cell == cell]
-            for atom, name in (("red", "Red"), ("uni_t", "Uni(Y:T\\S)")):
-                if d_ut.empty or f"{atom}_q95" not in d_ut:
-                    rows.append({"claim": f"{cell} vs ut: {name} present", "setting": setting, "verdict": "not run"})
-                    continue
-                present = int((d_ut[atom] > d_ut[f"{atom}_q95"]).sum())
-                rows.append({"claim": f"{cell} vs ut: {name} present", "setting": setting,
-                             "verdict": f"{present}/{len(d_ut)} seeds"})
+        runs = atom_table(d[d.epoch == d.groupby("run").epoch.transform("max")], intervals="none")
+        for claim in rules.claims:
+            rows.append({"setting": setting, **judge(claim, runs, rules)})
     return pd.DataFrame(rows)
 
 
 SINGLE = ("paper-code", "PCA 10", "KMeans 20", "n_init 10")  # the one-change settings, shown one column each
+SCORE = {REPRODUCED: 1.0, NOT_REPRODUCED: 0.0}
 
 
 def verdict_grid(claims):
-    """atom_claims under each setting as the sensitivity figure shows it: one row per claim, columns the
+    """atom_claims under each setting as the sensitivity figure shows it: one row per claim text, columns the
     one-change settings and "KMeans seeds" (paper-code's seed 0 and the "seed k" settings together). Each
-    entry is (text, score): a verdict with score 1 (holds) or 0 (fails), "not run yet" with score NaN,
-    a present-count "k/n seeds" with score k/n, and for the seeds column "holds in k/m" (score k/m) or,
-    for present-counts, "<commonest count> in j/m" with the mean score."""
+    entry is (text, score): the verdict with score 1 (reproduced), 0 (not reproduced) or NaN (inconclusive;
+    "not run yet" when a cell has no run), and for the seeds column "reproduced in k/m" (score k/m over the
+    seeds with a verdict)."""
     is_seed = claims.setting.str.startswith("seed ") | (claims.setting == "paper-code")
     out = {}
     for claim, d in claims.groupby("claim", sort=False):
         row = {}
         for setting in SINGLE:
-            v = d[d.setting == setting].verdict
+            v = d[d.setting == setting]
             row[setting] = _entry(v.iloc[0]) if len(v) else ("not run yet", np.nan)
-        seeds = d[is_seed.loc[d.index]].verdict
-        if (seeds == "not run").any() or seeds.empty:
+        seeds = d[is_seed.loc[d.index]]
+        judged = seeds[seeds.verdict.isin(list(SCORE))]
+        if seeds.empty or (seeds.seeds == 0).any():
             row["KMeans seeds"] = ("not run yet", np.nan)
-        elif seeds.isin(["holds", "fails"]).all():
-            row["KMeans seeds"] = (f"holds in {(seeds == 'holds').sum()}/{len(seeds)}", (seeds == "holds").mean())
+        elif judged.empty:
+            row["KMeans seeds"] = (INCONCLUSIVE, np.nan)
         else:
-            common = seeds.value_counts()
-            row["KMeans seeds"] = (f"{common.index[0]} in {common.iloc[0]}/{len(seeds)}",
-                                   float(np.mean([_entry(v)[1] for v in seeds])))
+            k = int((judged.verdict == REPRODUCED).sum())
+            row["KMeans seeds"] = (f"{REPRODUCED} in {k}/{len(seeds)}", k / len(judged))
         out[claim] = row
     return pd.DataFrame.from_dict(out, orient="index")
 
 
-def _entry(verdict):
-    if verdict == "not run":
+def _entry(row):
+    if row.seeds == 0:
         return "not run yet", np.nan
-    if verdict in ("holds", "fails"):
-        return verdict, float(verdict == "holds")
-    k, n = verdict.split()[0].split("/")
-    return verdict, int(k) / int(n)
+    return row.verdict, SCORE.get(row.verdict, np.nan)
 
 
 def clustering_spread(table, atoms=("red", "uni_t")):
