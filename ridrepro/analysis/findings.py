@@ -8,7 +8,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from ridrepro.analysis.claims import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, rules_for, verdicts
+from ridrepro.analysis.claims import (INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, atom_rules_for, atom_verdicts, rules_for,
+                                     verdicts)
 
 COLUMNS = ["claim", "source", "verdict", "reason", "protocol", "core_hours", "chapter", "label"]
 
@@ -21,9 +22,13 @@ class Evidence:
     text: str  # what the link says
 
 
-# The grids whose claims the table shows, first the one that settles RID's question, with where they are shown.
-GRIDS = (("paper-code-4k", Evidence("rid_at_paper_rates", "paper-rates-verdicts", "verdicts at the authors' rates")),
-         ("cpu-4k", Evidence("cifar_accuracy", "fig-cifar-accuracy", "Fig. 5 on cpu-4k")))
+# The grids' claims the table shows, first those that settle RID's question: (protocol, kind, where shown).
+GRIDS = (("paper-code-4k", "accuracy", Evidence("rid_at_paper_rates", "paper-rates-verdicts", "authors' rates")),
+         ("cpu-4k", "accuracy", Evidence("cifar_accuracy", "fig-cifar-accuracy", "Fig. 5 on cpu-4k")),
+         ("cpu-4k", "atoms", Evidence("cifar_atoms", "fig-cifar-atoms", "Fig. 4 on cpu-4k")))
+# kind -> (the rules of a protocol, its verdicts on a runs root)
+KINDS = {"accuracy": (rules_for, lambda root, p: verdicts(root, rules_for(p))),
+         "atoms": (atom_rules_for, atom_verdicts)}
 
 
 def protocol_cost(root, protocol):
@@ -38,12 +43,12 @@ def protocol_cost(root, protocol):
     return hours, done
 
 
-def grid_findings(root, protocol, evidence):
-    """The rows of one grid's claims (claims.verdicts), with the grid's cost."""
+def grid_findings(root, protocol, kind, evidence):
+    """The rows of one grid's accuracy or atom claims (claims.verdicts, claims.atom_verdicts), with its cost."""
     if not (Path(root) / protocol).is_dir():
         return []
     hours, done = protocol_cost(root, protocol)
-    v = verdicts(root, rules_for(protocol))
+    v = KINDS[kind][1](root, protocol)
     return [{"claim": r.claim, "source": r.source or "this book (mechanism)", "verdict": r.verdict,
              "reason": r.reason, "protocol": protocol, "core_hours": hours if done else -hours,
              "chapter": evidence.chapter, "label": evidence.label} for r in v.itertuples()]
@@ -93,7 +98,7 @@ def findings(root="results", book_data="book/data"):
     ones. core_hours is the protocol's cost so far, negative while any of its runs is still training."""
     import pandas as pd
 
-    rows = [row for protocol, ev in GRIDS for row in grid_findings(root, protocol, ev)]
+    rows = [row for protocol, kind, ev in GRIDS for row in grid_findings(root, protocol, kind, ev)]
     rows += theory_findings(book_data)
     return pd.DataFrame(rows, columns=COLUMNS)
 
