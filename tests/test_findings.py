@@ -61,3 +61,16 @@ def test_the_command_prints_csv():
     out = subprocess.run([sys.executable, "-m", "ridrepro", "findings", "--runs", "results", "--format", "csv"],
                          cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert out.splitlines()[0] == ",".join(F.COLUMNS)
+
+
+def test_the_rules_in_words_follow_the_rules_object():
+    from dataclasses import replace
+
+    from ridrepro.analysis.claims import describe_rules, rules_for
+
+    text = describe_rules(rules_for("cpu-4k"), range(0, 41, 4))
+    assert "(epochs 32, 36, 40)" in text and "needs 3 finished seeds" in text
+    assert text.count("**Confound, RID-tt, RID-ut, TED-tt, TED-ut**") == 1  # one confound, named once
+    other = describe_rules(replace(rules_for("cpu-4k"), protocol="mine", seeds=5, confounds={}), range(1, 81))
+    assert "needs 5 finished seeds" in other and "(epochs 71–80)" in other and "Confound" not in other
+    assert "`mine`'s rules, stated in ridrepro/analysis/claims.py" in other

@@ -20,3 +20,20 @@ def test_the_permutation_floor_is_marked():
 
 def test_missing():
     assert fmt_p(math.nan) == "-" and fmt_p(None) == "-"
+
+
+def test_mean_sd_over_seeds():
+    from ridrepro.analysis.fmt import mean_sd
+
+    assert mean_sd([0.4, 0.42, 0.41]) == "0.410 ± 0.010"  # sample sd (ddof 1)
+    assert mean_sd([0.4]) == "0.400"  # one seed: no spread to show
+    assert mean_sd([float("nan")]) == mean_sd([]) == "-"
+
+
+def test_markdown_table_escapes_pipes():
+    import pandas as pd
+
+    from ridrepro.analysis.fmt import markdown_table
+
+    text = markdown_table(pd.DataFrame({"claim": ["KL(T||S) falls"], "n": [3]}))
+    assert text.splitlines() == ["| claim | n |", "|---|---|", "| KL(T\\|\\|S) falls | 3 |"]

@@ -352,3 +352,38 @@ def atom_rules_for(protocol):
     if protocol not in ATOM_RULES:
         raise ValueError(f"no atom claims are stated for protocol {protocol!r}; choose from {', '.join(ATOM_RULES)}")
     return ATOM_RULES[protocol]
+
+
+# ----------------------------------------------------------------------------- the rules in words
+
+# When each protocol's accuracy rules were stated (git log shows them committed before the runs they judge).
+STATED = {"cpu-4k": "fixed on 2026-12-02, before its distilled students ran",
+          "cpu-preview": "fixed before its distilled students ran",
+          "paper-code-4k": "committed on 2026-12-06 (1cde0c6), before its first distilled student ran"}
+
+
+def describe_rules(rules, evaluated=()):
+    """A protocol's accuracy rules as Markdown, written from the Rules object (so a chapter re-run on another
+    protocol states that protocol's rules). evaluated: the epochs the protocol evaluates, to name the tail's."""
+    tail = [e for e in evaluated if e > max(evaluated) - rules.tail_epochs] if evaluated else []
+    consecutive = len(tail) > 3 and tail == list(range(tail[0], tail[-1] + 1))
+    at = f" (epochs {tail[0]}–{tail[-1]})" if consecutive else f" (epochs {', '.join(map(str, tail))})" if tail else ""
+    run_rule = (f" and that of every seed by at most {rules.max_change_run}" if rules.max_change_run is not None
+                else "")
+    lines = [
+        f"`{rules.protocol}`'s rules, {STATED.get(rules.protocol, 'stated in ridrepro/analysis/claims.py')}:",
+        "",
+        f"* **A run's accuracy** is the mean over its evaluated epochs among the last {rules.tail_epochs}{at}; "
+        f"a cell's is the mean ± standard deviation of that over its seeds. A verdict needs {rules.seeds} "
+        "finished seeds per cell.",
+        "* **Clearly above / below**: the difference of the cell means exceeds the sum of their standard "
+        "deviations.",
+        f"* **On par**: the difference is within that sum, or within {rules.tolerance['par']}. **Close**: within "
+        f"that sum, or within {rules.tolerance['close']}.",
+        f"* **Levelled off**: over the last {rules.window:.0%} of the epochs, the least-squares line through the "
+        f"seeds' mean accuracy changes by at most {rules.max_change_cell}{run_rule}.",
+        *(f"* **Confound, {', '.join(c for c, w in rules.confounds.items() if w == why)}**: {why}; the claims "
+          "that read these cells are inconclusive." for why in dict.fromkeys(rules.confounds.values())),
+        "",
+        "The claims: " + "; ".join(c.text for c in rules.claims) + "."]
+    return "\n".join(lines)

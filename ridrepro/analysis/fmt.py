@@ -1,4 +1,4 @@
-"""The book's one way to print a p-value: two significant digits, and a permutation test's floor marked as such."""
+"""How the book prints numbers and tables: one p-value format, one "mean ± sd" over seeds, one Markdown table."""
 
 
 def fmt_p(p, floor=None, name="p"):
@@ -10,3 +10,24 @@ def fmt_p(p, floor=None, name="p"):
     if floor is not None and p <= floor * (1 + 1e-9):
         return f"{name} ≤ {floor:.2g}" if name else f"≤ {floor:.2g}"
     return f"{name} = {p:#.2g}" if name else f"{p:#.2g}"
+
+
+def mean_sd(values, spec=".3f"):
+    """'0.412 ± 0.013' over seeds (sample sd); one value alone, as it has no spread; '-' for none (NaN dropped)."""
+    v = [x for x in values if x == x]
+    if not v:
+        return "-"
+    if len(v) == 1:
+        return format(v[0], spec)
+    mean = sum(v) / len(v)
+    sd = (sum((x - mean) ** 2 for x in v) / (len(v) - 1)) ** 0.5
+    return f"{format(mean, spec)} ± {format(sd, spec)}"
+
+
+def markdown_table(df, index=False):
+    """A DataFrame as a Markdown table: it wraps inside the page where a wide HTML table would scroll."""
+    if index:
+        df = df.reset_index()
+    rows = ["| " + " | ".join(str(c) for c in df.columns) + " |", "|" + "---|" * len(df.columns)]
+    rows += ["| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(rows)
