@@ -18,6 +18,7 @@ import json
 import os
 import pickle
 import re
+import sys
 import tarfile
 import time
 import zlib
@@ -28,7 +29,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ridrepro.files import atomic_torch_save, file_sha256
+from ridrepro.argtypes import POSITIVE
+from ridrepro.files import UserError, atomic_torch_save, file_sha256
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck")
@@ -179,7 +181,11 @@ def load_cifar10(path=None, *, cache_dir=None, download=False, expected_per_clas
     _check_counts(ds, expected_per_class, source)
     if verbose:
         print(f"decoded {source} in {time.perf_counter() - start:.1f} s; caching to {cache}")
-    atomic_torch_save({"tensors": tensors, "provenance": json.dumps(provenance)}, cache)
+    try:
+        atomic_torch_save({"tensors": tensors, "provenance": json.dumps(provenance)}, cache)
+    except (OSError, UserError) as err:  # an unwritable cache costs the next load a decode, nothing more
+        print(f"warning: ridrepro.data: cannot cache the decoded tensors ({err}); going on uncached "
+              "(set RIDREPRO_CACHE to a writable folder to decode once)", file=sys.stderr)
     return ds
 
 
@@ -370,7 +376,7 @@ def add_commands(sub):
     p.add_argument("--data", help="CIFAR-10 location (default: $RIDREPRO_DATA)")
     p.add_argument("--cache-dir", help="tensor cache folder (default: $RIDREPRO_CACHE or ~/.cache/ridrepro)")
     p.add_argument("--download", action="store_true", help="download the official archive if none is found")
-    p.add_argument("--per-class", nargs=2, type=int, metavar=("TRAIN", "TEST"), default=OFFICIAL_PER_CLASS,
+    p.add_argument("--per-class", nargs=2, type=POSITIVE, metavar=("TRAIN", "TEST"), default=OFFICIAL_PER_CLASS,
                    help="images per class the source must hold (default: the official 5000 1000)")
     p.set_defaults(func=_cmd_data)
 

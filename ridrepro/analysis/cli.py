@@ -3,9 +3,12 @@ pandas are imported inside the commands: the command line must start on bare GPU
 
 import json
 import time
+from pathlib import Path
 
 import torch
 
+from ridrepro.argtypes import NON_NEGATIVE, POSITIVE, THREADS, float_at_least, seeds_option
+from ridrepro.files import read_json
 from ridrepro.layout import DEFAULT_RUNS, METHODS, TEACHER_KINDS
 from ridrepro.protocols import PROTOCOLS
 
@@ -35,15 +38,16 @@ def add_commands(sub):
     p = _grid(sub, "probes", "Ojha et al.'s probes (agreement, KL, BIM transfer, invariance, Grad-CAM, CKA) on a "
                              "grid's finished runs; writes OUT.json and OUT.csv", out=OUT_HELP)
     p.add_argument("--data", help="CIFAR-10 location (default: $RIDREPRO_DATA)")
-    p.add_argument("--images", type=int, default=1000, help="class-balanced test images (default 1000)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="student seeds (default 0 1 2)")
+    p.add_argument("--images", type=POSITIVE, default=1000, help="class-balanced test images, >= 1 (default 1000)")
+    seeds_option(p, "--seeds", default=[0, 1, 2], help="student seeds, each 0 <= seed < 2**31 (default 0 1 2)")
     p.add_argument("--methods", nargs="+", choices=[m for m in METHODS if m != "bas"],
                    help="distillation methods to probe (default: all of the protocol's)")
     p.add_argument("--teachers", nargs="+", default=list(TEACHER_KINDS), choices=TEACHER_KINDS, help="teachers")
     p.add_argument("--transforms", nargs="+", default=list(PROBED_TRANSFORMS), choices=sorted(PROBE_TRANSFORMS),
                    help="input transformations for the invariance probes")
-    p.add_argument("--eps", type=float, default=BIM_EPS * 255, help="BIM eps in pixel levels of 255 (default 4)")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--eps", type=float_at_least(0, "BIM eps"), default=BIM_EPS * 255,
+                   help="BIM eps in pixel levels of 255, >= 0 (default 4)")
+    p.add_argument("--threads", type=THREADS, default=1, help="torch CPU threads, >= 1 (default 1)")
     p.set_defaults(func=cmd_probes)
 
     p = _grid(sub, "rdm-curves", "CIFD's RDM rate-distortion curve (distortion, accuracy, PID of (e_T, e_k; Y) "
@@ -51,22 +55,33 @@ def add_commands(sub):
               [k for k, v in PROTOCOLS.items() if "cifd" in v.methods], OUT_HELP)
     p.add_argument("--data", help="CIFAR-10 location (default: $RIDREPRO_DATA)")
     p.add_argument("--teachers", nargs="+", default=list(TEACHER_KINDS), choices=TEACHER_KINDS, help="teachers")
-    p.add_argument("--rates", type=float, nargs="+", help="channel rates in nats (default 0.25 1 2 4 8 16 64)")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--rates", type=float_at_least(0, "a rate", strict=True), nargs="+",
+                   help="channel rates in nats, each > 0 (default 0.25 1 2 4 8 16 64)")
+    p.add_argument("--threads", type=THREADS, default=1, help="torch CPU threads, >= 1 (default 1)")
     p.set_defaults(func=cmd_rdm_curves)
 
     p = _grid(sub, "sensitivity", "atoms of a grid's finished runs under other PID estimator settings (PCA, KMeans, "
                                   "seeds), from their stored PCA features; writes a CSV",
               out="the CSV to write; rows of unchanged runs in it are kept")
-    p.add_argument("--clustering-seeds", type=int, default=20, help="KMeans seeds in all, seed 0 included")
-    p.add_argument("--null", type=int, default=100, help="shuffled-label tables per last-epoch record")
+    p.add_argument("--clustering-seeds", type=POSITIVE, default=20,
+                   help="KMeans seeds in all, seed 0 included, >= 1 (default 20)")
+    p.add_argument("--null", type=NON_NEGATIVE, default=100,
+                   help="shuffled-label tables per last-epoch record, >= 0 (default 100)")
     p.add_argument("--fresh", action="store_true", help="recompute every run, ignoring the rows in --out")
     p.set_defaults(func=cmd_sensitivity)
+
+
+def check_records(runs, protocol):
+    """Read every run's JSON record of a grid once, so that a damaged one is named with the way out before the
+    tables are built."""
+    for path in sorted(Path(runs, protocol).glob("*/*.json")):
+        read_json(path, "restore it from git (committed grids), or delete the run folder and re-run the run")
 
 
 def cmd_summary(args):
     from ridrepro.analysis.results import accuracy_summary
 
+    check_records(args.runs, args.protocol)
     table = accuracy_summary(args.runs, args.protocol)
     cols = [f"{c}{suffix}" for c in ("final", "best", "last10", "change") for suffix in ("", "_std")]
     if args.format == "json":
@@ -118,9 +133,6 @@ def _write(result, out, write, start):
 def cmd_sensitivity(args):
     from ridrepro.analysis.sensitivity import update_table
 
-    if args.clustering_seeds < 1 or args.null < 0:
-        raise ValueError(f"--clustering-seeds must be >= 1 and --null >= 0, got {args.clustering_seeds} and "
-                         f"{args.null}")
     table = update_table(args.runs, args.protocol, args.out, args.clustering_seeds, args.null, fresh=args.fresh)
     print(f"{args.out}: {len(table)} rows from {table.run.nunique()} runs")
     return 0

@@ -53,12 +53,30 @@ def inventory(root, protocol, seeds=(0, 1, 2), methods=None, teachers=TEACHER_KI
     return available, missing
 
 
-def probe_images(protocol, data=None, n_images=1000, subset_seed=0):
+def probe_images(protocol, data=None, n_images=1000, subset_seed=0, available=None):
     """The probe images: a class-balanced seeded subset (n_images / 10 per class) of the protocol's test split,
-    as float pixels in [0, 1], and their labels."""
-    ds = protocol_data(protocol, load_cifar10(data))
+    as float pixels in [0, 1], and their labels. With `available` (inventory's runs), the runs must have been
+    trained on the same data source (check_provenance)."""
+    ds = load_cifar10(data)
+    if available:
+        check_provenance(available, ds.provenance)
+    ds = protocol_data(protocol, ds)
     idx = balanced_subset(ds.test_y, n_images // 10, subset_seed)
     return ds.test_x[idx].float() / 255, ds.test_y[idx]
+
+
+def check_provenance(available, provenance):
+    """Refuse runs trained on another data source than the probe images' (synthetic data, another archive),
+    naming both: their probes on these images would measure nothing they learnt."""
+    def source(p):
+        return f"synthetic data (seed {p.get('seed')})" if p.get("kind") == "synthetic" else \
+            f"{p.get('path')} (sha256 {str(p.get('sha256'))[:12]}...)"
+    for run, (_, folder) in sorted(available.items()):
+        config = folder / "config.json"
+        trained = json.loads(config.read_text()).get("data_provenance") if config.exists() else None
+        if trained and trained.get("sha256") != provenance.get("sha256"):
+            raise ValueError(f"{run} ({folder}) was trained on {source(trained)}, but the probes would use "
+                             f"{source(provenance)}; probe runs on the data they were trained on (--data)")
 
 
 def _partner(seed, bas_seeds):
@@ -87,10 +105,11 @@ def probe_grid(root, protocol, x=None, y=None, *, data=None, n_images=1000, subs
     """
     protocol = get_protocol(protocol) if isinstance(protocol, str) else protocol
     methods = methods or distilled_methods(protocol)
-    if x is None:
-        x, y = probe_images(protocol, data, n_images, subset_seed)
-    n = len(y)
     available, missing = inventory(root, protocol, seeds, methods, teachers, teacher_seed)
+    if x is None:
+        x, y = probe_images(protocol, data, n_images, subset_seed, available)
+    n = len(y)
+    log(f"probing {len(available)} runs of {protocol.name} on {n} images")
     for m in missing:
         log(f"missing: {m['run']} ({m['reason']})")
     rows, seconds = [], {}

@@ -130,6 +130,7 @@ def rate_distortion_curves(root, protocol, teachers=TEACHER_KINDS, rates=RD_RATE
         if ds is None:
             ds = protocol_data(protocol, load_cifar10(data))
         start = time.perf_counter()
+        log(f"{folder.name}: training an RDM at each of {len(rates)} rates ({', '.join(f'{r:g}' for r in rates)} nats)")
         model, _ = load_teacher(folder)
         for r in teacher_rate_distortion(model, ds.train_x, ds.train_y, ds.test_x, ds.test_y, protocol.norm,
                                          rates=tuple(rates), eval_batch_size=protocol.eval_batch_size, seed=seed,

@@ -5,15 +5,22 @@ from pathlib import Path
 
 import numpy as np
 
+from ridrepro.argtypes import NON_NEGATIVE, POSITIVE, seed
+
 
 def _load(path, what):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{what} file not found: {path}")
     try:
-        return np.load(path, allow_pickle=False)
-    except ValueError as err:  # not a .npy file, or an object array
-        raise ValueError(f"{what} file {path} is not a plain numpy .npy array: {err}") from None
+        array = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError):  # not a .npy file, a truncated one, or an object array
+        raise ValueError(f"{what} file {path} is not a plain numpy .npy array of numbers "
+                         "(write one with numpy.save)") from None
+    if not isinstance(array, np.ndarray) or array.dtype.kind not in "biuf":
+        kind = "an .npz archive" if not isinstance(array, np.ndarray) else f"{array.dtype} values"
+        raise ValueError(f"{what} file {path} holds {kind}; real numbers are needed")
+    return array
 
 
 def _print(result, as_json):
@@ -60,12 +67,12 @@ def _cmd_features(args):
 
 def add_commands(sub):
     p = sub.add_parser("pid", help="BROJA partial information decomposition of a joint table or of features")
-    psub = p.add_subparsers(dest="pid_command", required=True)
+    psub = p.add_subparsers(dest="pid_command", required=True, metavar="{table,features}")
 
     t = psub.add_parser("table", help="atoms of a joint table P[t, s, y] saved with numpy.save")
     t.add_argument("table", help=".npy file holding P[t, s, y] (probabilities, or counts with --normalize)")
     t.add_argument("--normalize", action="store_true", help="divide by the total (for counts)")
-    t.add_argument("--unit", choices=["bits", "nats"], default="bits")
+    t.add_argument("--unit", choices=["bits", "nats"], default="bits", help="unit of the atoms (default bits)")
     t.add_argument("--solver", choices=["ip", "cvxpy"], default="ip",
                    help="ip: certified interior-point solver (default); cvxpy: Clarabel reference")
     t.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -76,12 +83,12 @@ def add_commands(sub):
     f.add_argument("student", help=".npy student features, shape (N, ...)")
     f.add_argument("labels", help=".npy integer labels, shape (N,)")
     f.add_argument("--preset", default="paper-code", help="paper-code (PCA 5) or paper-text (PCA 10); both 10 clusters, nats")
-    f.add_argument("--seed", type=int, default=0)
-    f.add_argument("--pca", type=int, help="PCA components (overrides the preset)")
-    f.add_argument("--clusters", type=int, help="KMeans clusters per side (overrides the preset)")
+    f.add_argument("--seed", type=seed, default=0, help="PCA/KMeans seed, 0 <= seed < 2**31 (default 0)")
+    f.add_argument("--pca", type=POSITIVE, help="PCA components, >= 1 (overrides the preset)")
+    f.add_argument("--clusters", type=POSITIVE, help="KMeans clusters per side, >= 1 (overrides the preset)")
     f.add_argument("--no-normalize", action="store_true", help="skip the row L2-normalisation")
     f.add_argument("--unit", choices=["bits", "nats"], help="overrides the preset's nats")
-    f.add_argument("--bootstrap", type=int, help="bootstrap resamples for percentile CIs")
-    f.add_argument("--null", type=int, help="shuffled-label repetitions for a null distribution")
+    f.add_argument("--bootstrap", type=NON_NEGATIVE, help="bootstrap resamples for percentile CIs, >= 0")
+    f.add_argument("--null", type=NON_NEGATIVE, help="shuffled-label repetitions for a null distribution, >= 0")
     f.add_argument("--json", action="store_true", help="print the result as JSON")
     f.set_defaults(func=_cmd_features)

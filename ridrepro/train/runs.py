@@ -4,9 +4,9 @@ config.json (identity + environment), metrics.jsonl, pid.jsonl, checkpoint.pt, a
 and the weights (student.pt or teacher.pt)."""
 
 import copy
-import json
 import os
 import shutil
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -14,7 +14,8 @@ from pathlib import Path
 import torch
 
 from ridrepro.data import to_device
-from ridrepro.files import atomic_torch_save, file_sha256, tensors_sha256
+from ridrepro.files import (UserError, atomic_torch_save, file_sha256, load_torch, read_json, read_jsonl,
+                            tensors_sha256)
 from ridrepro.layout import TEACHER_KINDS, accuracy_of, student_dir, teacher_dir
 from ridrepro.models import build_model
 from ridrepro.models.forward import evaluate
@@ -68,13 +69,15 @@ def ensure_teacher(protocol, ds, kind, seed, opts):
         if not (path / "teacher.json").exists() or not (path / "teacher.pt").exists():
             raise FileNotFoundError(f"protocol {protocol.name} uses {protocol.teacher_home}'s committed teacher, "
                                     f"expected in {path}; use --runs results, or copy that folder into --runs")
-        model, info = load_teacher(path)
+        model, info = _load_teacher(path)
         protocol.check_teacher(kind, info)
         return model, info
     if (path / "teacher.json").exists():
         if not (path / "teacher.pt").exists():
             _rebuild_teacher_weights(protocol, ds, kind, seed, opts, path)
-        return load_teacher(path)
+        return _load_teacher(path)
+    if kind == "tt":
+        print(teacher_notice(protocol, kind, seed, opts.root), file=sys.stderr, flush=True)
     ds = teacher_data(protocol, ds)
     identity = _identity(protocol, ds, "teacher", seed, teacher_kind=kind)
     if kind == "ut":
@@ -102,14 +105,53 @@ def ensure_teacher(protocol, ds, kind, seed, opts):
         opts.log(f"teacher {kind} seed {seed}: test accuracy {acc:.4f}, sha256 {info['sha256'][:12]}")
     finally:
         run.close()
-    return load_teacher(path)
+    return _load_teacher(path)
+
+
+def _load_teacher(path):
+    """load_teacher, with a damaged teacher.json or teacher.pt named together with the way out."""
+    read_json(path / "teacher.json", f"put the committed teacher.json back, or delete {path} to train the teacher again")
+    try:
+        return load_teacher(path)
+    except ValueError as err:  # teacher.pt does not match the sha256 in teacher.json
+        raise UserError(f"{err}: put the committed teacher.pt back, or delete it to rebuild it from its run "
+                        "(kept only if the sha256 matches)") from None
+
+
+def teacher_seconds(protocol, kind="tt", seed=0):
+    """The wall seconds per epoch measured for this protocol's committed teacher (results/), or None."""
+    metrics = COMMITTED / protocol.teacher_home / f"teacher-{kind}-s{seed}" / "metrics.jsonl"
+    try:
+        seconds = [r["seconds"] for r in read_jsonl(metrics) if "seconds" in r]
+    except (OSError, ValueError):
+        return None
+    return sum(seconds) / len(seconds) if seconds else None
+
+
+def teacher_notice(protocol, kind, seed, root):
+    """What training a teacher means, said before it starts: the epochs, the time the committed run took per
+    epoch, and where the committed teacher is."""
+    epochs, (depth, width, _) = protocol.epochs_of("teacher"), protocol.teacher_arch
+    per_epoch = teacher_seconds(protocol, kind, seed)
+    cost = (f"about {epochs * per_epoch / 3600:.1f} h at the {per_epoch:.0f} s per epoch its committed run took on 2 "
+            "CPU cores" if per_epoch else "no committed run of this protocol to time it by")
+    committed = COMMITTED / protocol.teacher_home / f"teacher-{kind}-s{seed}" / "teacher.json"
+    shown = os.path.relpath(COMMITTED) if Path.cwd() in COMMITTED.parents else COMMITTED
+    where = (f"; to use the committed teacher instead, stop (Ctrl-C) and pass --runs {shown}"
+             if committed.exists() and Path(root).resolve() != COMMITTED else "")
+    return (f"ridrepro: training teacher-{kind}-s{seed} of protocol {protocol.name} (WRN-{depth}-{width}, {epochs} "
+            f"epochs) in {teacher_dir(root, protocol.teacher_home, kind, seed)}: {cost}{where}")
+
+
+# The committed grids: results/ beside the package (a source checkout or an editable install).
+COMMITTED = Path(__file__).resolve().parents[2] / "results"
 
 
 def _rebuild_teacher_weights(protocol, ds, kind, seed, opts, path):
     """The fallback when a finished teacher's weights are missing (committed grids carry them). Training is
     bit-identical on the same CPU kernel path and thread count, so the weights are rebuilt in a scratch folder
     and kept only if their sha256 matches."""
-    want = json.loads((path / "teacher.json").read_text())["sha256"]
+    want = read_json(path / "teacher.json", f"delete {path} to train the teacher again")["sha256"]
     scratch = path.parent / f".rebuild-{path.name}"
     shutil.rmtree(scratch, ignore_errors=True)
     opts.log(f"{path}: teacher.pt is missing; rebuilding it to match teacher.json")
@@ -118,7 +160,7 @@ def _rebuild_teacher_weights(protocol, ds, kind, seed, opts, path):
     _, info = ensure_teacher(protocol, ds, kind, seed, sub)
     rebuilt = teacher_dir(scratch, protocol.name, kind, seed)
     if info["sha256"] != want:
-        env = recorded_environment(json.loads((path / "config.json").read_text()))
+        env = recorded_environment(read_json(path / "config.json", f"delete {path} to train the teacher again"))
         here = environment(opts.device, opts.bf16)
         differ = [k for k in BIT_IDENTITY_KEYS if env.get(k) != here.get(k)]
         cause = (f"the likely cause: this process differs from the original in {', '.join(differ)} "
@@ -146,8 +188,10 @@ def distil(protocol, ds, method, seed, teacher=None, teacher_seed=0, opts=None):
         raise ValueError(f"method {method} needs --teacher tt or ut")
     path = student_dir(opts.root, protocol.name, method, seed, teacher, teacher_seed)
     if (path / "finished.json").exists():
+        summary = read_json(path / "finished.json", "delete it and re-run the same command: the run's last "
+                                                    "checkpoint writes it again")
         opts.log(f"{path} is finished; not recomputed")
-        return json.loads((path / "finished.json").read_text())
+        return summary
     # PID needs the teachers: the cell's own, or both for BAS (its atoms are reported against each).
     kinds = TEACHER_KINDS if method == "bas" else (teacher,)
     teachers = {k: ensure_teacher(protocol, ds, k, teacher_seed, opts) for k in kinds}
@@ -170,7 +214,7 @@ def distil(protocol, ds, method, seed, teacher=None, teacher_seed=0, opts=None):
         torch.manual_seed(seed)
         student = build_model(protocol.student_arch)
         if init is not None:
-            student.load_state_dict(torch.load(init / "student.pt", weights_only=True, map_location="cpu"))
+            student.load_state_dict(load_torch(init / "student.pt", f"delete {init} to retrain it", weights_only=True))
         t_model = teachers[teacher][0] if teacher else None
         distiller = build_distiller(spec, student, t_model, extras_init=protocol.extras_init)
         data = to_device(ds, opts.device)
@@ -209,6 +253,7 @@ def _fit(run, trainer, protocol, opts, name, measure):
     else:
         run.truncate("metrics.jsonl", 0)
         run.truncate("pid.jsonl", 0)
+    saved = trainer.epoch  # the epoch the folder's checkpoint holds
     bar = None
     if opts.progress:
         from tqdm import tqdm
@@ -236,10 +281,17 @@ def _fit(run, trainer, protocol, opts, name, measure):
             run.save_checkpoint({"trainer": trainer.state_dict(), "phase": rec["phase"], "cycle": rec["cycle"],
                                  "metrics_lines": len(run.lines("metrics.jsonl")),
                                  "pid_lines": len(run.lines("pid.jsonl"))})
+            saved = epoch
+            if bar is None:  # no terminal (a grid's log, CI): one line per epoch instead of the bar
+                acc = f", test accuracy {rec['test_acc']:.4f}" if "test_acc" in rec else ""
+                opts.log(f"{name}: epoch {epoch}/{trainer.epochs}{acc}, {rec['seconds']:.0f} s")
+    except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM (ridrepro.cli): say where a re-run resumes
+        err.resume = f"{name}, epoch {saved}" if saved else None
+        raise
     finally:
         if bar is not None:
             bar.close()
-    records = [json.loads(line) for line in run.lines("metrics.jsonl")]
+    records = read_jsonl(run.path / "metrics.jsonl")
     acc = accuracy_of(records)
     return {"epochs": len(records), "final_acc": acc["final"], "best_acc": acc["best"], "last10_acc": acc["tail"],
             "teacher_cache": trainer.cache_reason if trainer.distiller.uses_teacher else None}

@@ -18,7 +18,11 @@ from pathlib import Path
 import torch
 
 from ridrepro import __version__
-from ridrepro.files import append_jsonl, atomic_json, atomic_torch_save, atomic_write_bytes
+from ridrepro.files import (RunLocked, UserError, append_jsonl, atomic_json, atomic_torch_save, atomic_write_bytes,
+                            load_torch, read_json, unwritable)
+
+# The way out when a run's own files are damaged: the folder is the run, so deleting it restarts the run.
+RESTART = "delete that run folder to restart the run from scratch"
 
 
 def git_commit():
@@ -87,14 +91,18 @@ class RunDir:
     # --- lifecycle --------------------------------------------------------------------------------
     def open(self):
         """Create or re-open the folder; a differing identity, device type or bf16 setting is an error."""
-        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise unwritable(self.path, err) from err
         cfg = self.path / "config.json"
         if cfg.exists():
-            old = json.loads(cfg.read_text())
+            old = read_json(cfg, RESTART)
             if old.get("identity") != self.identity:
                 diff = sorted(_diff_keys(old.get("identity", {}), self.identity))
                 raise ValueError(f"{self.path} holds a different run (differs in: {', '.join(diff)}); "
                                  "choose another --runs folder or delete that folder yourself")
+            self._resume = self._read_checkpoint()  # a damaged checkpoint stops the run before anything is written
             first = recorded_environment(old)
             changed = [k for k in BIT_IDENTITY_KEYS if first.get(k) != self.env.get(k)]
             breaks = env_breaks(first, self.env) if not self.finished else []
@@ -125,15 +133,22 @@ class RunDir:
     def _lock(self):
         lock = self.path / "lock"
         try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            pid = int(lock.read_text().strip() or 0)
-            if pid and _alive(pid):
-                raise ValueError(f"{self.path} is in use by process {pid}")
-            lock.unlink()  # left behind by a killed process
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        os.write(fd, str(os.getpid()).encode())
-        os.close(fd)
+            try:
+                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                text = lock.read_text().strip()
+                pid = int(text) if text.isdigit() else 0
+                if pid and _alive(pid):
+                    raise RunLocked(f"{self.path} is in use by process {pid}") from None
+                lock.unlink()  # left behind by a killed process
+                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            try:
+                os.write(fd, str(os.getpid()).encode())
+            finally:
+                os.close(fd)
+        except OSError as err:
+            lock.unlink(missing_ok=True)
+            raise unwritable(lock, err) from err
 
     def close(self):
         (self.path / "lock").unlink(missing_ok=True)
@@ -161,8 +176,20 @@ class RunDir:
 
     # --- checkpoint -------------------------------------------------------------------------------
     def load_checkpoint(self):
+        """The folder's checkpoint (read once, by open, when the folder existed), or None."""
+        if hasattr(self, "_resume"):
+            return self.__dict__.pop("_resume")
+        return self._read_checkpoint()
+
+    def _read_checkpoint(self):
         p = self.path / "checkpoint.pt"
-        return torch.load(p, weights_only=False, map_location="cpu") if p.exists() else None
+        if not p.exists():
+            return None
+        state = load_torch(p, "delete it to restart this run from scratch (its logs are rewritten from epoch 1)",
+                           weights_only=False)
+        if not isinstance(state, dict) or "trainer" not in state:
+            raise UserError(f"{p} is not a checkpoint of this package: delete it to restart this run from scratch")
+        return state
 
     def save_checkpoint(self, state):
         atomic_torch_save(state, self.path / "checkpoint.pt")
