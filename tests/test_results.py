@@ -6,7 +6,6 @@ import pytest
 from ridrepro.analysis.results import (
     PAPER_ACCURACY,
     accuracy_summary,
-    compare_cells,
     describe_status,
     grid_status,
     load_metrics,
@@ -123,26 +122,3 @@ def test_run_accuracy_and_status_of_a_partial_grid(tmp_path):
     assert "BAS" not in lines[2] and "VID-tt not run yet (1 training)" in lines[2]
 
 
-@pytest.mark.parametrize("rule, a, b, verdict", [
-    ("above", (0.60, 0.01, 3), (0.50, 0.02, 3), "holds"),
-    ("above", (0.52, 0.01, 3), (0.50, 0.02, 3), "fails"),  # 0.02 is within the spread 0.03
-    ("below", (0.30, 0.01, 3), (0.50, 0.02, 3), "holds"),
-    ("par", (0.505, 0.001, 3), (0.50, 0.001, 3), "holds"),  # within 0.01, beyond the spread
-    ("par", (0.515, 0.001, 3), (0.50, 0.001, 3), "fails"),
-    ("close", (0.515, 0.001, 3), (0.50, 0.001, 3), "holds"),  # within 0.02
-    ("close", (0.45, 0.03, 3), (0.50, 0.03, 3), "holds"),  # within the spread 0.06
-    ("close", (0.45, 0.01, 3), (0.50, 0.01, 3), "fails"),
-    ("above", (0.60, 0.01, 2), (0.50, 0.02, 3), "2 of 3 seeds (holds so far)"),
-    ("above", (0.60, np.nan, 1), (0.50, 0.02, 3), "1 of 3 seeds"),
-    ("above", (np.nan, np.nan, 0), (0.50, 0.02, 3), "not run yet"),
-])
-def test_compare_cells_applies_the_pre_stated_rules(rule, a, b, verdict):
-    d, spread, v = compare_cells(a, b, rule, seeds=3)
-    assert v == verdict
-    if a[2]:
-        assert d == pytest.approx(a[0] - b[0])
-
-
-def test_compare_cells_names_an_unknown_rule():
-    with pytest.raises(ValueError, match="unknown rule 'near'"):
-        compare_cells((0.5, 0.01, 3), (0.5, 0.01, 3), "near", seeds=3)

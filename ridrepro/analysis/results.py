@@ -175,38 +175,6 @@ def describe_status(status, seeds):
     return lines
 
 
-# The pre-stated rules for comparing two cells (book/cifar_accuracy.ipynb, book/cifar_atoms.ipynb): the
-# tolerance under which a difference still counts as "on par" or "close" when the seed spread is smaller.
-TOLERANCE = {"par": 0.01, "close": 0.02}
-
-
-def compare_cells(a, b, rule, seeds):
-    """Cell a against cell b by a pre-stated rule; a and b are (mean, std, number of seeds) over seeds.
-
-    rule: "above" or "below" (clearly: the difference of the means exceeds the sum of the standard deviations),
-    "par" (within that sum or within 0.01) or "close" (within that sum or within 0.02). Returns the difference
-    a - b, the spread (sum of the standard deviations) and a verdict: "holds" or "fails" with `seeds` runs in
-    both cells, "not run yet" when either has none, otherwise "<n> of <seeds> seeds", with the rule's outcome
-    so far when both cells have a spread (two runs or more)."""
-    if rule not in ("above", "below", *TOLERANCE):
-        raise ValueError(f"unknown rule {rule!r}: expected above, below, par or close")
-    (ma, sa, na), (mb, sb, nb) = a, b
-    n = min(na, nb)
-    if n == 0:
-        return np.nan, np.nan, "not run yet"
-    d, spread = ma - mb, sa + sb
-    if n < 2:
-        return d, np.nan, f"{n} of {seeds} seeds"
-    if rule == "above":
-        ok = d > spread
-    elif rule == "below":
-        ok = d < -spread
-    else:
-        ok = abs(d) <= max(spread, TOLERANCE[rule])
-    verdict = "holds" if ok else "fails"
-    return d, spread, verdict if n >= seeds else f"{n} of {seeds} seeds ({verdict} so far)"
-
-
 def over_seeds(df, value, by=("cell", "epoch")):
     """Mean, standard deviation (0 for a single seed) and number of seeds of `value` per group."""
     out = df.groupby(list(by))[value].agg(["mean", "std", "count"]).reset_index()
