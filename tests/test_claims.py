@@ -172,3 +172,16 @@ def test_cpu_4k_atom_verdicts_from_the_committed_grid():
     old = atom_verdicts("results", "cpu-4k", intervals="percentile").set_index("key")
     assert old.loc["ridut-unit-near-zero-ut", "reason"].endswith("(so far: not reproduced)")
     assert new.loc["ridut-unit-near-zero-ut", "reason"].endswith("(so far: reproduced)")
+
+
+def test_the_atoms_chapter_prints_the_engines_verdicts():
+    # book/cifar_atoms.ipynb's stored claims table is what atom_verdicts computes from the committed runs
+    import json
+    from pathlib import Path
+
+    nb = json.loads((Path(__file__).resolve().parents[1] / "book" / "cifar_atoms.ipynb").read_text())
+    table = next("".join(o["data"]["text/markdown"]) for c in nb["cells"] if c.get("id") == "c15"
+                 for o in c.get("outputs", []) if "text/markdown" in o.get("data", {}))
+    printed = {row.split(" | ")[0].lstrip("| "): row.split(" | ")[4] for row in table.splitlines()[2:]}
+    computed = atom_verdicts("results", "cpu-4k")
+    assert printed == dict(zip(computed.claim, computed.verdict))
