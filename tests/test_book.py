@@ -4,6 +4,7 @@ import re
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -75,3 +76,13 @@ def test_stored_outputs_come_from_a_complete_run(notebook):
     assert nb.metadata.get("papermill", {}).get("exception") in (None, False), f"{notebook.name} ended in an error"
     states = {c.metadata.get("papermill", {}).get("status") for c in nb.cells}
     assert states == {"completed"}, f"{notebook.name}: cells not run to completion ({states}); re-run make chapter"
+
+
+def test_results_archive_is_served(built):
+    # book/_ext/results_archive.py zips the runs' logs at build time; the results page links the copy Sphinx serves.
+    page = built / "book" / "results_and_cost.html"
+    links = re.findall(r'href="([^"]*ridrepro-results\.zip)"', page.read_text())
+    assert links, "the results and cost page has no link to the archive"
+    with zipfile.ZipFile((page.parent / links[0]).resolve()) as z:
+        names = z.namelist()
+    assert any(n.endswith("/config.json") for n in names) and not any(n.endswith(".pt") for n in names)
