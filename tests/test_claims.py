@@ -185,3 +185,9 @@ def test_the_atoms_chapter_prints_the_engines_verdicts():
     printed = {row.split(" | ")[0].lstrip("| "): row.split(" | ")[4] for row in table.splitlines()[2:]}
     computed = atom_verdicts("results", "cpu-4k")
     assert printed == dict(zip(computed.claim, computed.verdict))
+
+
+def test_a_grid_without_one_teacher_leaves_its_claims_without_seeds():
+    table = atoms({"RID-ut": [{"red": (0.06, 0.03, 0.002)}]})  # no run measured against the trained teacher
+    out = judge(FIG4["ridtt-uni-below-bas"], table, ATOM_RULES)
+    assert out["seeds"] == 0 and out["verdict"] == INCONCLUSIVE and "RID-tt has 0 of 3 seeds" in out["reason"]

@@ -199,7 +199,11 @@ def atom_table(last, intervals="combined"):
             row[key + ".lo"], row[key + ".hi"] = (getattr(r, a + end, math.nan) for end in ends)
             row[key + ".q95"] = getattr(r, a + "_q95", math.nan)
         row["i_ys"] = row[f"{r.pid_teacher}.i_ys"]  # the student's; the same whichever teacher it is read against
-    return pd.DataFrame(list(rows.values()))
+    # every teacher's columns, so that a grid without one (or with no runs) gives its claims 0 seeds, not an error
+    columns = ["run", "cell", "seed", "change", "i_ys"] + [f"{t}.{a}{end}" for t in ("tt", "ut") for a in ATOMS
+                                                          for end in ("", ".lo", ".hi", ".q95")]
+    table = pd.DataFrame(list(rows.values()))
+    return table.reindex(columns=[*table.columns, *(c for c in columns if c not in table)])
 
 
 def atom_values(root, protocol, intervals="combined"):
