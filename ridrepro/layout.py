@@ -95,3 +95,14 @@ def accuracy_of(records, tail=10):
     last = [r["test_acc"] for r in records[-tail:] if "test_acc" in r]
     return {"final": accs[-1] if accs else None, "best": max(accs, default=None),
             "tail": float(np.mean(last)) if last else None}
+
+
+def figure_data_dir(runs, committed="../results"):
+    """Where a chapter writes the CSV of what its figures show: book/data/ (served with the book) when it shows
+    the committed grids, else <runs>/book-data/, so that a chapter re-run on one's own runs never overwrites
+    the book's files. Chapters run from book/, where `committed` is the committed results folder."""
+    if Path(runs).resolve() == Path(committed).resolve():
+        return Path("data")
+    out = Path(runs) / "book-data"
+    out.mkdir(parents=True, exist_ok=True)
+    return out

@@ -49,7 +49,8 @@ def test_markdown_links_every_row_to_its_evidence(table):
     rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| claim")]
     assert len(rows) == len(table)
     assert all("{ref}`" in r or ".ipynb)" in r for r in rows)
-    assert text.startswith(f"Of {len(table)} claims:")
+    assert f"Of {len(table)} claims in all:" in text
+    assert text.startswith("* **Fig. 5 and the teacher-filter mechanism")  # the question the book is for, first
 
 
 def test_a_grid_still_training_shows_its_cost_so_far(table):

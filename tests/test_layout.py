@@ -2,6 +2,7 @@
 find every such run (a teacher seed other than 0 included)."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -60,3 +61,15 @@ def test_accuracy_of_records():
     assert acc["final"] == 0.2 and acc["best"] == 0.2
     assert acc["tail"] == pytest.approx((0.12 + 0.16 + 0.2) / 3)  # the evaluated epochs among the last ten
     assert accuracy_of([{"epoch": 1}]) == {"final": None, "best": None, "tail": None}
+
+
+def test_figure_data_goes_to_the_book_only_for_the_committed_grids(tmp_path, monkeypatch):
+    from ridrepro.layout import figure_data_dir
+
+    book = tmp_path / "book"
+    book.mkdir()
+    (tmp_path / "results").mkdir()
+    monkeypatch.chdir(book)
+    assert figure_data_dir("../results") == Path("data")
+    mine = figure_data_dir(tmp_path / "mine")
+    assert mine == tmp_path / "mine" / "book-data" and mine.is_dir()  # never into book/data

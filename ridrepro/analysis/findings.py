@@ -11,7 +11,7 @@ from pathlib import Path
 from ridrepro.analysis.claims import (INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, atom_rules_for, atom_verdicts, rules_for,
                                      verdicts)
 
-COLUMNS = ["claim", "source", "verdict", "reason", "protocol", "core_hours", "chapter", "label"]
+COLUMNS = ["claim", "source", "verdict", "reason", "protocol", "core_hours", "chapter", "label", "evidence"]
 
 
 @dataclass(frozen=True)
@@ -23,9 +23,13 @@ class Evidence:
 
 
 # The grids' claims the table shows, first those that settle RID's question: (protocol, kind, where shown).
-GRIDS = (("paper-code-4k", "accuracy", Evidence("rid_at_paper_rates", "paper-rates-verdicts", "authors' rates")),
+GRIDS = (("paper-code-4k", "accuracy", Evidence("rid_at_paper_rates", "paper-rates-verdicts", "verdicts at the authors' rates")),
          ("cpu-4k", "accuracy", Evidence("cifar_accuracy", "fig-cifar-accuracy", "Fig. 5 on cpu-4k")),
          ("cpu-4k", "atoms", Evidence("cifar_atoms", "fig-cifar-atoms", "Fig. 4 on cpu-4k")))
+# How the summary names each chapter's claims.
+GROUPS = {"rid_at_paper_rates": "Fig. 5 and the teacher-filter mechanism at the authors' learning rates",
+          "cifar_accuracy": "Fig. 5, accuracy", "cifar_atoms": "Fig. 4, information atoms",
+          "toy_teachers": "Examples 1-3, exact", "theorems": "Theorems 3.2 (3) and 4.1, on random tables"}
 # kind -> (the rules of a protocol, its verdicts on a runs root)
 KINDS = {"accuracy": (rules_for, lambda root, p: verdicts(root, rules_for(p))),
          "atoms": (atom_rules_for, atom_verdicts)}
@@ -51,7 +55,7 @@ def grid_findings(root, protocol, kind, evidence):
     v = KINDS[kind][1](root, protocol)
     return [{"claim": r.claim, "source": r.source or "this book (mechanism)", "verdict": r.verdict,
              "reason": r.reason, "protocol": protocol, "core_hours": hours if done else -hours,
-             "chapter": evidence.chapter, "label": evidence.label} for r in v.itertuples()]
+             "chapter": evidence.chapter, "label": evidence.label, "evidence": evidence.text} for r in v.itertuples()]
 
 
 def theory_findings(book_data):
@@ -72,25 +76,28 @@ def theory_findings(book_data):
         err = max(abs(broja_pid(exact[n][0], unit="bits").atoms()[a] - v)
                   for n in names for a, v in exact[n][1].items())
         rows.append(_exact(f"{example}: the BROJA atoms are the paper's", source, err <= 1e-6,
-                           f"largest error {err:.1e} bits over {len(names)} student(s)", "toy_teachers", ""))
+                           f"largest error {err:.1e} bits over {len(names)} student(s)", "toy_teachers", "",
+                           "toy teachers"))
     data = Path(book_data)
     coarse = pd.read_csv(data / "theorems_coarsening.csv")
     worst = int((coarse.slack < -(coarse.certificate_gaps + 1e-10)).sum())
     rows.append(_exact("Theorem 3.2 (3): coarsening the teacher never adds distillable knowledge",
                        "Theorem 3.2", worst == 0, f"{worst} of {len(coarse)} random tables violate it "
-                       f"(smallest slack {coarse.slack.min():.1e} bits)", "theorems", "fig-thm32-slack"))
+                       f"(smallest slack {coarse.slack.min():.1e} bits)", "theorems", "fig-thm32-slack",
+                       "Theorem 3.2 (3) figure"))
     cap = pd.read_csv(data / "theorems_intersection.csv")
     below = int((cap.red < cap.red_cap - 1e-10).sum())
     rows.append(_exact("Theorem 4.1: the intersection information is a lower bound on Red", "Theorem 4.1",
                        below == 0, f"{below} of {len(cap)} structured tables violate it "
                        f"(smallest Red - Red_cap {np.min(cap.red - cap.red_cap):.1e} bits)", "theorems",
-                       "fig-thm41-bound"))
+                       "fig-thm41-bound", "Theorem 4.1 figure"))
     return rows
 
 
-def _exact(claim, source, holds, reason, chapter, label):
+def _exact(claim, source, holds, reason, chapter, label, evidence):
     return {"claim": claim, "source": source, "verdict": REPRODUCED if holds else NOT_REPRODUCED,
-            "reason": reason, "protocol": "exact", "core_hours": math.nan, "chapter": chapter, "label": label}
+            "reason": reason, "protocol": "exact", "core_hours": math.nan, "chapter": chapter, "label": label,
+            "evidence": evidence}
 
 
 def findings(root="results", book_data="book/data"):
@@ -113,12 +120,21 @@ def markdown(table):
     """The findings as a MyST Markdown table whose evidence column links into the book."""
     lines = ["| claim | verdict | evidence | protocol, cost |", "|---|---|---|---|"]
     for r in table.itertuples():
-        target = f"{{ref}}`{r.chapter} <{r.label}>`" if r.label else f"[{r.chapter}]({r.chapter}.ipynb)"
+        target = f"{{ref}}`{r.evidence} <{r.label}>`" if r.label else f"[{r.evidence}]({r.chapter}.ipynb)"
         lines.append(f"| {r.claim} ({r.source}) | **{r.verdict}**: {r.reason} | {target} | "
                      f"{r.protocol}, {cost_text(r.core_hours)} |")
-    counts = table.verdict.value_counts()
-    summary = ", ".join(f"{counts.get(v, 0)} {v}" for v in (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE))
-    return f"Of {len(table)} claims: {summary}.\n\n" + "\n".join(lines) + "\n"
+    return "\n".join(summary(table)) + "\n\n" + "\n".join(lines) + "\n"
+
+
+def summary(table):
+    """One line per group of claims (protocol and evidence), then the total: how many of each verdict."""
+    def counted(t):
+        counts = t.verdict.value_counts()
+        return ", ".join(f"{counts[v]} {v}" for v in (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE) if v in counts)
+
+    lines = [f"* **{GROUPS.get(chapter, chapter)}** (`{protocol}`): {counted(t)}."
+             for (protocol, chapter), t in table.groupby(["protocol", "chapter"], sort=False)]
+    return [*lines, "", f"Of {len(table)} claims in all: {counted(table)}."]
 
 
 def add_commands(sub):
