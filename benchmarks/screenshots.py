@@ -95,8 +95,11 @@ async def shoot(url, pages, out, width, settle):
         time.sleep(settle)
         height = (await browser.call("Runtime.evaluate", session, returnByValue=True,
                                      expression="document.documentElement.scrollHeight"))["result"]["value"]
-        shot = await browser.call("Page.captureScreenshot", session, format="png", captureBeyondViewport=True,
-                                  clip={"x": 0, "y": 0, "width": width, "height": height, "scale": 1})
+        # a viewport as tall as the page, then an ordinary capture: captureBeyondViewport shifts this theme's layout
+        await browser.call("Emulation.setDeviceMetricsOverride", session, width=width, height=height,
+                           deviceScaleFactor=1, mobile=False)
+        time.sleep(settle)
+        shot = await browser.call("Page.captureScreenshot", session, format="png")
         (out / f"{name}-{width}.png").write_bytes(base64.b64decode(shot["data"]))
         found = json.loads((await browser.call("Runtime.evaluate", session, returnByValue=True,
                                                expression=OVERFLOW_JS))["result"]["value"])
