@@ -17,6 +17,7 @@ BAD = [  # (argv without --runs, the option argparse names)
     (["distil", *RUN, "--method", "bas", "--threads", "-2"], "--threads"),
     (["distil", *RUN, "--method", "bas", "--threads", "0"], "--threads"),
     (["teacher", *RUN, "--kind", "ut", "--seed", "-5"], "--seed"),
+    (["teacher", *RUN, "--kind", "ut", "--device", "gpu0"], "--device"),
     (["grid", *RUN, "--seeds", "0", "-3"], "--seeds"),
     (["grid", *RUN, "--jobs", "-1"], "--jobs"),
     (["grid", *RUN, "--jobs", "0"], "--jobs"),
@@ -51,7 +52,7 @@ def test_a_bad_number_is_refused_before_anything_is_made(argv, option, tmp_path,
     assert exit.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith(f"ridrepro {argv[0]}") and f"argument {option}" in err and "invalid value" in err, err
-    assert any(word in err for word in (">=", ">", "<", "not an integer", "not a finite")), err  # the range
+    assert any(word in err for word in (">=", ">", "<", "not an integer", "not a finite", "choose")), err  # the range
     assert list(runs.iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["runs"]
 
 

@@ -15,13 +15,27 @@ from ridrepro.train.runs import Options, distil, ensure_teacher
 from ridrepro.train.store import ALLOW_ENV_FLAG
 
 
+def device(text):
+    """type= for --device: auto, cpu, cuda or cuda:N, checked before any work starts (whether this machine has that
+    CUDA device is not: a Ray grid's driver may name its workers' GPUs)."""
+    if text == "auto":
+        return text
+    try:
+        dev = torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: choose cpu, cuda, cuda:N or auto") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: choose cpu, cuda, cuda:N or auto")
+    return text
+
+
 def _common(p):
     p.add_argument("--protocol", required=True, choices=list(PROTOCOLS), help="hyperparameter set (ridrepro.protocols)")
     p.add_argument("--runs", default=DEFAULT_RUNS, help=f"root folder of run folders (default: ./{DEFAULT_RUNS})")
     p.add_argument("--data", help="CIFAR-10 location (default: $RIDREPRO_DATA)")
     p.add_argument("--synthetic", action="store_true",
                    help="use a small seeded synthetic data set instead of CIFAR-10 (tests and demos only)")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    p.add_argument("--device", type=device, default="auto", help="cpu, cuda, cuda:N or auto (default)")
     p.add_argument("--threads", type=THREADS, help="CPU threads for torch, >= 1 (default: torch's choice)")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA only)")
     p.add_argument("--teacher-cache", default="auto", choices=["auto", "on", "off"],
