@@ -151,6 +151,45 @@ def test_a_full_disk_at_a_checkpoint_is_one_line_and_a_rerun_resumes(runs, capsy
     assert untimed.records(runs / "smoke" / "vid-ut-s0" / "metrics.jsonl") == clean
 
 
+@pytest.fixture
+def tmpfs(tmp_path):
+    """mount(options) mounts a small tmpfs at tmp_path/disk and returns it; skipped where mounting is not allowed
+    (not root, or a container without the capability)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = []
+
+    def mount(options):
+        verb = ["-o", f"remount,{options}"] if mounted else ["-t", "tmpfs", "-o", options, "tmpfs"]
+        done = subprocess.run(["mount", *verb, str(disk)], capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip() or done.returncode}); "
+                        "the injected EROFS/ENOSPC tests cover the same paths")
+        mounted.append(disk)
+        return disk
+    yield mount
+    if mounted:
+        subprocess.run(["umount", str(disk)], check=True)
+
+
+@pytest.mark.grid
+def test_a_real_full_disk_and_a_real_read_only_folder(runs, tmpfs, capsys):
+    clean = untimed.records(runs / "smoke" / "vid-ut-s0" / "metrics.jsonl")
+    disk = tmpfs("size=600k")  # room for the untrained teacher, not for the student's checkpoint
+    assert main([*CELL, "--runs", str(disk)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.endswith("checkpoint.pt: the disk is full; free space and re-run the same command to resume"), err
+    assert not debris(disk)
+    tmpfs("size=20m")  # space freed: the same command resumes and finishes as an uninterrupted run would
+    assert main([*CELL, "--runs", str(disk)]) == 0
+    assert untimed.records(disk / "smoke" / "vid-ut-s0" / "metrics.jsonl") == clean
+    tmpfs("ro")
+    before = snapshot(disk)
+    assert main(["distil", "--protocol", "smoke", "--synthetic", "--method", "bas", "--runs", str(disk)]) == 2
+    assert "the file system is read-only; choose a writable folder" in capsys.readouterr().err
+    assert snapshot(disk) == before
+
+
 @pytest.mark.parametrize("fault", [OSError(errno.ENOSPC, "No space left on device"), KeyboardInterrupt()])
 def test_an_atomic_write_removes_its_temp_file_on_any_failure(tmp_path, monkeypatch, fault):
     target = tmp_path / "out.json"
