@@ -84,6 +84,7 @@ async def shoot(url, pages, out, width, settle):
     session = (await browser.call("Target.attachToTarget", targetId=target, flatten=True))["sessionId"]
     report = {}
     for page, name in pages:
+        await browser.call("Emulation.clearDeviceMetricsOverride", session)  # the window's size again
         await browser.call("Page.navigate", session, url=page.as_uri())
         for _ in range(100):  # until loaded and MathJax has typeset (its promise settles)
             state = await browser.call("Runtime.evaluate", session, returnByValue=True, awaitPromise=True,
