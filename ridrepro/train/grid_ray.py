@@ -23,6 +23,7 @@ import time
 import uuid
 from pathlib import Path
 
+from ridrepro.files import RunLocked
 from ridrepro.protocols import get_protocol
 
 # A cell whose process was killed (preemption, the OOM killer, a dead Ray worker) is retried this many times.
@@ -94,7 +95,9 @@ def run_cell(name, argv, folder, log, marker, threads, *upstream):
     if rc < 0:
         raise CellKilled(name, node, f"killed by signal {-rc}; last lines of {log}:\n{_tail(log)}")
     if rc != 0:
-        return {**result, "status": "failed", "reason": f"exit {rc}; last lines of {log}:\n{_tail(log)}"}
+        why = "in use by another process (it lost the race for the run's lock)" if rc == RunLocked.exit_code \
+            else f"exit {rc}"
+        return {**result, "status": "failed", "reason": f"{why}; last lines of {log}:\n{_tail(log)}"}
     info = json.loads((Path(folder) / "finished.json").read_text())
     return {**result, "status": "done", "acc": info.get("final_acc", info.get("test_acc"))}
 
@@ -157,7 +160,7 @@ def _check_shared(ray, marker):
 
 
 def run_grid(args):
-    from ridrepro.train.grid import cell_args, grid_methods, grid_tasks
+    from ridrepro.train.grid import cell_args, grid_methods, grid_tasks, is_finished
     gpus, cpus, device, threads = _check_args(args)
     try:
         import ray
@@ -170,7 +173,7 @@ def run_grid(args):
     if args.data:
         args.data = str(Path(args.data).resolve())
     tasks = grid_tasks(protocol, args.seeds, grid_methods(protocol, args.methods), root)
-    todo = [t for t in tasks if not (t[2] / "finished.json").exists()]
+    todo = [t for t in tasks if not is_finished(t[0], t[2])]  # a teacher must also match its sha256
     print(f"grid {protocol.name}: {len(tasks)} runs, {len(tasks) - len(todo)} finished, {len(todo)} to run, "
           f"ray: {cpus:g} CPUs and {gpus:g} GPUs per cell, {threads} threads", flush=True)
     if not todo:  # nothing to do: no cluster, no files touched
