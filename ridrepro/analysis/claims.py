@@ -349,7 +349,11 @@ FIG4 = {c.key: c for c in (
 CPU_4K_ATOM_RULES = replace(CPU_4K_RULES, claims=tuple(FIG4.values()))
 # cpu-preview stores no features, so its only intervals are pid.jsonl's percentile ones (clustering fixed).
 CPU_PREVIEW_ATOM_RULES = replace(CPU_PREVIEW_RULES, claims=tuple(FIG4.values()), intervals="percentile")
-ATOM_RULES = {r.protocol: r for r in (CPU_4K_ATOM_RULES, CPU_PREVIEW_ATOM_RULES)}
+# paper-code-4k: stated on 2026-12-07 with its accuracy rules' seeds and tail, before any of its runs had finished
+# (BAS s0 and RID-ut s0 had run about 100 of 300 epochs, their PID records to epoch 100 seen; no other cell had
+# started). Judged on the combined intervals, which need pid_intervals.jsonl beside each finished run.
+PAPER_CODE_4K_ATOM_RULES = replace(PAPER_CODE_4K_RULES, claims=tuple(FIG4.values()))
+ATOM_RULES = {r.protocol: r for r in (CPU_4K_ATOM_RULES, CPU_PREVIEW_ATOM_RULES, PAPER_CODE_4K_ATOM_RULES)}
 
 
 def atom_rules_for(protocol):
@@ -363,7 +367,8 @@ def atom_rules_for(protocol):
 # When each protocol's accuracy rules were stated (git log shows them committed before the runs they judge).
 STATED = {"cpu-4k": "fixed on 2026-12-02, before its distilled students ran",
           "cpu-preview": "fixed before its distilled students ran",
-          "paper-code-4k": "committed on 2026-12-06 (1cde0c6), before its first distilled student ran"}
+          "paper-code-4k": "committed on 2026-12-06 (1cde0c6), before its first distilled student ran; its atom "
+                           "rules on 2026-12-07, before any of its runs had finished"}
 
 
 def describe_rules(rules, evaluated=()):
