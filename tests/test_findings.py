@@ -50,7 +50,7 @@ def test_markdown_links_every_row_to_its_evidence(table):
     assert len(rows) == len(table)
     assert all("{ref}`" in r or ".ipynb)" in r for r in rows)
     assert f"Of {len(table)} claims in all:" in text
-    assert text.startswith("* **Fig. 5 and the teacher-filter mechanism")  # the question the book is for, first
+    assert text.startswith("* **Figs. 5 and 4 and the teacher-filter mechanism")  # the question the book is for, first
 
 
 def test_a_grid_still_training_shows_its_cost_so_far(table):
