@@ -172,12 +172,16 @@ def test_a_cell_that_cannot_see_the_marker_says_which_path_and_node(tmp_path):
 def test_bad_input_is_a_clear_error(capsys, tmp_path):
     base = [*GRID, "--runs", str(tmp_path)]
     cases = [(["--backend", "ray", "--jobs", "2"], "--jobs is for --backend local"),
-             (["--backend", "ray", "--gpus-per-cell", "-1"], "--gpus-per-cell must be >= 0"),
+             (["--backend", "ray", "--gpus-per-cell", "-1"], "--gpus-per-cell: invalid value -1: GPUs per cell must be >= 0"),
              (["--backend", "ray", "--gpus-per-cell", "1.5"], "whole GPUs"),
              (["--backend", "ray", "--device", "cuda"], "--device cuda with --gpus-per-cell 0"),
              (["--gpus-per-cell", "1"], "--gpus-per-cell: only with --backend ray")]
     for extra, message in cases:
-        assert main([*base, *extra]) == 2, extra
+        try:
+            code = main([*base, *extra])
+        except SystemExit as refused:  # at parse time, by argparse
+            code = refused.code
+        assert code == 2, extra
         assert message in capsys.readouterr().err, extra
     with socket.socket() as s:  # a port with nothing behind it
         s.bind(("127.0.0.1", 0))

@@ -110,8 +110,6 @@ def _check_args(args):
     if args.jobs is not None:
         raise ValueError("--jobs is for --backend local; with ray, cells run side by side as the cluster's "
                          "resources allow (--cpus-per-cell, --gpus-per-cell)")
-    if gpus < 0 or cpus <= 0:
-        raise ValueError(f"--gpus-per-cell must be >= 0 and --cpus-per-cell > 0, got {gpus:g} and {cpus:g}")
     if gpus > 1 and gpus != int(gpus):
         raise ValueError(f"--gpus-per-cell {gpus:g}: Ray shares a GPU only below 1; above, ask for whole GPUs")
     if args.device == "auto":
