@@ -8,8 +8,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from ridrepro.analysis.claims import (INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, atom_rules_for, atom_verdicts, rules_for,
-                                     verdicts)
+from ridrepro.analysis.claims import (INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, atom_rules_for, atom_verdicts,
+                                     rules_for, verdicts)
 
 COLUMNS = ["claim", "source", "verdict", "reason", "protocol", "core_hours", "chapter", "label", "evidence"]
 
@@ -25,7 +25,8 @@ class Evidence:
 # The grids' claims the table shows, first those that settle RID's question: (protocol, kind, where shown).
 GRIDS = (("paper-code-4k", "accuracy",
           Evidence("rid_at_paper_rates", "paper-rates-verdicts", "verdicts at the authors' rates")),
-         ("paper-code-4k", "atoms", Evidence("rid_at_paper_rates", "fig-paper-rates-atoms", "atoms at the authors' rates")),
+         ("paper-code-4k", "atoms",
+          Evidence("rid_at_paper_rates", "fig-paper-rates-atoms", "atoms at the authors' rates")),
          ("cpu-4k", "accuracy", Evidence("cifar_accuracy", "fig-cifar-accuracy", "Fig. 5 on cpu-4k")),
          ("cpu-4k", "atoms", Evidence("cifar_atoms", "fig-cifar-atoms", "Fig. 4 on cpu-4k")))
 # How the summary names each chapter's claims.
