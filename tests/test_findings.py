@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from ridrepro.analysis import findings as F
-from ridrepro.analysis.claims import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED
+from ridrepro.analysis.claims import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, exact_verdicts
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,9 +39,8 @@ def test_a_violated_theorem_is_not_reproduced(tmp_path):
     cap = pd.read_csv(tmp_path / "theorems_intersection.csv")
     cap.loc[0, "red_cap"] = cap.loc[0, "red"] + 0.01  # one table where the bound fails
     cap.to_csv(tmp_path / "theorems_intersection.csv", index=False)
-    rows = {r["claim"]: r for r in F.theory_findings(tmp_path)}
-    thm = next(r for c, r in rows.items() if c.startswith("Theorem 4.1"))
-    assert thm["verdict"] == NOT_REPRODUCED and thm["reason"].startswith("1 of ")
+    thm = exact_verdicts(tmp_path).set_index("key").loc["theorem-4.1"]
+    assert thm.verdict == NOT_REPRODUCED and thm.reason.startswith("1 of ")
 
 
 def test_markdown_links_every_row_to_its_evidence(table):

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ridrepro.analysis.claims import (INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, atom_rules_for, atom_verdicts,
-                                     rules_for, verdicts)
+                                     exact_verdicts, rules_for, verdicts)
 
 COLUMNS = ["claim", "source", "verdict", "reason", "protocol", "core_hours", "chapter", "label", "evidence"]
 
@@ -61,46 +61,19 @@ def grid_findings(root, protocol, kind, evidence):
              "chapter": evidence.chapter, "label": evidence.label, "evidence": evidence.text} for r in v.itertuples()]
 
 
+# Where the book shows each exact claim (claims.exact_verdicts): chapter, label, link text.
+EXACT_EVIDENCE = {"example-1": Evidence("toy_teachers", "", "toy teachers"),
+                  "example-2": Evidence("toy_teachers", "", "toy teachers"),
+                  "example-3": Evidence("toy_teachers", "", "toy teachers"),
+                  "theorem-3.2-3": Evidence("theorems", "fig-thm32-slack", "Theorem 3.2 (3) figure"),
+                  "theorem-4.1": Evidence("theorems", "fig-thm41-bound", "Theorem 4.1 figure")}
+
+
 def theory_findings(book_data):
-    """The exact checks: the paper's Examples 1-3 recomputed by the BROJA solver, and Theorems 3.2 (3) and 4.1
-    on the theorems chapter's random tables (its CSVs). They need no training."""
-    import numpy as np
-    import pandas as pd
-
-    from ridrepro.pid import broja_pid
-    from ridrepro.pid.gates import gates
-
-    rows = []
-    exact = gates()
-    for example, names, source in (
-            ("Example 1 (uninformative teacher)", ("EX1_S=Y", "EX1_S=U2"), "Sec. 3, Example 1"),
-            ("Example 2 (extra-complex teacher)", ("EX2_S=U1", "EX2_S=U2"), "Sec. 3, Example 2"),
-            ("Example 3 (synergy)", ("EX3",), "Sec. 3, Example 3")):
-        err = max(abs(broja_pid(exact[n][0], unit="bits").atoms()[a] - v)
-                  for n in names for a, v in exact[n][1].items())
-        rows.append(_exact(f"{example}: the BROJA atoms are the paper's", source, err <= 1e-6,
-                           f"largest error {err:.1e} bits over {len(names)} student(s)", "toy_teachers", "",
-                           "toy teachers"))
-    data = Path(book_data)
-    coarse = pd.read_csv(data / "theorems_coarsening.csv")
-    worst = int((coarse.slack < -(coarse.certificate_gaps + 1e-10)).sum())
-    rows.append(_exact("Theorem 3.2 (3): coarsening the teacher never adds distillable knowledge",
-                       "Theorem 3.2", worst == 0, f"{worst} of {len(coarse)} random tables violate it "
-                       f"(smallest slack {coarse.slack.min():.1e} bits)", "theorems", "fig-thm32-slack",
-                       "Theorem 3.2 (3) figure"))
-    cap = pd.read_csv(data / "theorems_intersection.csv")
-    below = int((cap.red < cap.red_cap - 1e-10).sum())
-    rows.append(_exact("Theorem 4.1: the intersection information is a lower bound on Red", "Theorem 4.1",
-                       below == 0, f"{below} of {len(cap)} structured tables violate it "
-                       f"(smallest Red - Red_cap {np.min(cap.red - cap.red_cap):.1e} bits)", "theorems",
-                       "fig-thm41-bound", "Theorem 4.1 figure"))
-    return rows
-
-
-def _exact(claim, source, holds, reason, chapter, label, evidence):
-    return {"claim": claim, "source": source, "verdict": REPRODUCED if holds else NOT_REPRODUCED,
-            "reason": reason, "protocol": "exact", "core_hours": math.nan, "chapter": chapter, "label": label,
-            "evidence": evidence}
+    """The rows of the exact claims (claims.exact_verdicts): they need no training."""
+    return [{"claim": r.claim, "source": r.source, "verdict": r.verdict, "reason": r.reason, "protocol": "exact",
+             "core_hours": math.nan, "chapter": EXACT_EVIDENCE[r.key].chapter, "label": EXACT_EVIDENCE[r.key].label,
+             "evidence": EXACT_EVIDENCE[r.key].text} for r in exact_verdicts(book_data).itertuples()]
 
 
 def findings(root="results", book_data="book/data"):
