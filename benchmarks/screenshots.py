@@ -2,7 +2,8 @@
 
 Builds nothing: run `make book` first. For each page of _build/html and each width it writes
 <out>/<page>-<width>.png (the whole page, not just the window) and prints every element of the article that
-is wider than its box (a table or printed output that scrolls or is cut off), also saved as <out>/overflow.json.
+is wider than its box (a table or printed output that scrolls or is cut off) and every printed output whose lines
+the column wraps, also saved as <out>/overflow.json.
 
     .venv/bin/python benchmarks/screenshots.py [--html _build/html] [--out /tmp/shots] [--widths 1280 800]
 
@@ -54,6 +55,14 @@ OVERFLOW_JS = r"""
                 width: el.scrollWidth, box: el.clientWidth});
     else if (box.right > right + 2 && !el.closest('table') && !el.closest('.output'))
       out.push({...describe(el), kind: 'past the column', width: Math.round(box.width), box: Math.round(right - box.left)});
+  }
+  // printed output whose lines are longer than the column: the browser wraps them raggedly
+  for (const pre of article.querySelectorAll('div.cell_output pre')) {
+    const style = getComputedStyle(pre);
+    const lines = pre.innerText.split('\n').length;  // a trailing newline shows as a last, empty line
+    const content = pre.clientHeight - parseFloat(style.paddingTop) - parseFloat(style.paddingBottom);
+    const shown = Math.round(content / parseFloat(style.lineHeight));
+    if (shown > lines) out.push({...describe(pre), kind: 'printed lines wrap', width: shown, box: lines});
   }
   return JSON.stringify(out);
 })()
@@ -107,8 +116,9 @@ async def shoot(url, pages, out, width, settle):
         report[f"{name}-{width}"] = found
         print(f"{name}-{width}.png: {width} x {height} px, {len(found)} overflowing", flush=True)
         for f in found:
-            print(f"    {f['kind']}: {f['element']} ({f['width']} px in {f['box']}) in '{f['section']}': "
-                  f"{f['text'][:60]!r}")
+            size = (f"{f['box']} lines shown as {f['width']}" if f["kind"] == "printed lines wrap"
+                    else f"{f['width']} px in {f['box']}")
+            print(f"    {f['kind']}: {f['element']} ({size}) in '{f['section']}': {f['text'][:60]!r}")
     return report
 
 
