@@ -1,5 +1,6 @@
 """The book's downloadable archive: every CSV and every run's logs, without weights, checkpoints or features."""
 
+import os
 import zipfile
 from pathlib import Path
 
@@ -12,8 +13,10 @@ def archive_members(runs, data=None):
     """(path on disk, name in the archive) of every file the archive holds: the text results under `runs`
     (results/<protocol>/...) and the book's CSVs in `data`, in name order."""
     runs = Path(runs)
-    members = [(p, Path("results", p.relative_to(runs)).as_posix()) for p in sorted(runs.rglob("*"))
-               if p.is_file() and p.suffix in SUFFIXES and not set(SKIP_DIRS) & set(p.relative_to(runs).parts)]
+    files = sorted(Path(folder, name) for folder, dirs, names in os.walk(runs, followlinks=True)  # a linked grid too
+                   for name in names)
+    members = [(p, Path("results", p.relative_to(runs)).as_posix()) for p in files
+               if p.suffix in SUFFIXES and not set(SKIP_DIRS) & set(p.relative_to(runs).parts)]
     if data is not None:
         members += [(p, Path("book", "data", p.name).as_posix()) for p in sorted(Path(data).glob("*.csv"))]
     return members
