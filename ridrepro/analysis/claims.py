@@ -438,3 +438,108 @@ def exact_verdicts(book_data):
                     "Theorem 4.1", below == 0, f"{below} of {len(cap)} structured tables violate it "
                     f"(smallest Red - Red_cap {(cap.red - cap.red_cap).min():.1e} bits)"))
     return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- the related papers' questions
+
+# book/what_else.ipynb's probes (Ojha et al.): +1 where a higher value is closer to the teacher, -1 lower, 0 a
+# control; and whether the probe means anything with the untrained teacher, which predicts one class for every image.
+PROBES = {"accuracy": (0, True), "agreement": (1, False), "kl": (-1, False), "fool_teacher": (1, False),
+          "fool_foreign": (0, True), "invariance_crop_flip": (1, True), "invariance_jitter": (0, True),
+          "cam_cos": (1, True), "localisation": (1, True), "cka_1": (1, True), "cka_2": (1, True),
+          "cka_3": (1, True)}
+COPYING = ("cka_1", "cka_2", "cka_3", "cam_cos")  # closeness to the teacher's representation and maps
+_OJHA = "this book's question after Ojha et al. (2023), on the paper's thesis that RID transfers only task information"
+_CIFD = "this book's question after CIFD (Saidutta et al., 2024): its rate-distortion modules limit what flows"
+
+
+def probe_word(per_run, teacher, probe, a, b):
+    """Method a's seeds against b's on one probe (per_run: what_else's table, one row per run and teacher), by
+    the one rule (compare): 'more' / 'less' closer to the teacher, 'higher' / 'lower' for a control, 'same'
+    within the spread, '1 seed' or 'missing' where there is nothing to judge."""
+    d = per_run[per_run.teacher == teacher]
+    va, vb = d[d.method == a][probe].dropna(), d[d.method == b][probe].dropna()
+    if va.empty or vb.empty:
+        return "missing"
+    if min(len(va), len(vb)) < 2:
+        return "1 seed"
+    diff, _, differs = compare(va, vb, "differs")
+    if not differs:
+        return "same"
+    sign = PROBES[probe][0]
+    return ("higher" if diff > 0 else "lower") if sign == 0 else ("more" if (diff > 0) == (sign > 0) else "less")
+
+
+def _probes(teacher, inherit=True):
+    return [p for p, (sign, ut_ok) in PROBES.items() if (sign != 0 or not inherit) and (teacher == "tt" or ut_ok)]
+
+
+def inherit_answer(per_run, teacher):
+    """Question 1: does RID inherit less of its teacher than VID? (word, probes by outcome): 'yes' when RID is
+    clearly below VID on at least one probe of inheritance and clearly above on none, 'no difference' when
+    clearly different on none; None when no probe can be judged."""
+    words = {p: probe_word(per_run, teacher, p, "RID", "VID") for p in _probes(teacher)}
+    by = {w: [p for p, x in words.items() if x == w] for w in ("less", "more", "same")}
+    by["open"] = [p for p, x in words.items() if x in ("missing", "1 seed")]
+    if not (by["less"] or by["more"] or by["same"]):
+        return None, by
+    less, more = by["less"], by["more"]
+    word = ("yes" if less and not more else "no difference" if not less and not more
+            else "no, RID inherits more" if more and not less else "mixed")
+    return word, by
+
+
+def cifd_answer(per_run):
+    """Question 3: does CIFD copy an untrained teacher like VID, or filter it like RID? (word, probe lists):
+    like VID when CIFD-ut is clearly closer to it than BAS on a copying probe and not clearly below VID-ut there;
+    like RID when it is clearly below VID-ut on every copying probe on which VID-ut is clearly above BAS."""
+    w = {(a, b): {p: probe_word(per_run, "ut", p, a, b) for p in COPYING}
+         for a, b in (("CIFD", "BAS"), ("CIFD", "VID"), ("VID", "BAS"))}
+    up_bas = [p for p in COPYING if w["CIFD", "BAS"][p] == "more"]
+    below_vid = [p for p in COPYING if w["CIFD", "VID"][p] == "less"]
+    vid_copies = [p for p in COPYING if w["VID", "BAS"][p] == "more"]
+    lists = {"up_bas": up_bas, "below_vid": below_vid, "vid_copies": vid_copies}
+    if not any(w["CIFD", "VID"][p] in ("more", "less", "same") for p in COPYING):
+        return None, lists
+    like_vid = [p for p in up_bas if w["CIFD", "VID"][p] in ("more", "same")]
+    like_rid = bool(vid_copies) and all(p in below_vid for p in vid_copies)
+    word = ("like VID: it copies the untrained teacher" if like_vid and not like_rid
+            else "like RID: its rate filters the untrained teacher" if like_rid and not like_vid else "neither clearly")
+    return word, lists
+
+
+def question_verdicts(per_run, rules):
+    """Questions 1 and 3 of book/what_else.ipynb as claims, in verdicts' columns, judged on its per-run probe
+    table (book/data/what_else_probes_<protocol>.csv). A named confound of the rules on a cell a question reads
+    makes it inconclusive, as everywhere."""
+    import pandas as pd
+
+    rows = []
+    for teacher, name in (("tt", "trained"), ("ut", "untrained")):
+        word, by = inherit_answer(per_run, teacher)
+        cells = [f"RID-{teacher}", f"VID-{teacher}"]
+        reason = (f"RID clearly less on {', '.join(by['less']) or 'no probe'}, clearly more on "
+                  f"{', '.join(by['more']) or 'no probe'}")
+        rows.append(_question(f"q1-{teacher}", f"RID inherits less of the {name} teacher than VID (Ojha et al.'s "
+                              "probes: clearly less on one, more on none)", _OJHA, word, word == "yes", reason,
+                              cells, rules))
+    word, lists = cifd_answer(per_run)
+    reason = (f"CIFD-ut clearly below VID-ut on {', '.join(lists['below_vid']) or 'no copying probe'}; VID-ut "
+              f"clearly above BAS on {', '.join(lists['vid_copies']) or 'no copying probe'}")
+    rows.append(_question("q3", "CIFD filters an untrained teacher like RID (clearly below VID-ut wherever VID-ut "
+                          "copies it)", _CIFD, word, word is not None and word.startswith("like RID"), reason,
+                          ["CIFD-ut", "VID-ut"], rules))
+    return pd.DataFrame(rows)
+
+
+def _question(key, claim, source, word, holds, reason, cells, rules):
+    out = {"key": key, "claim": claim, "source": source, "difference": math.nan, "spread": math.nan,
+           "seeds": math.nan}
+    confounded = [f"{c}: {rules.confounds[c]}" for c in cells if c in rules.confounds]
+    if word is None:
+        return {**out, "verdict": INCONCLUSIVE, "reason": "no probe can be judged: a cell has fewer than 2 seeds"}
+    so_far = REPRODUCED if holds else NOT_REPRODUCED
+    if confounded:
+        return {**out, "verdict": INCONCLUSIVE, "reason": f"{word}: {reason}; " + "; ".join(confounded)
+                + f" (so far: {so_far})"}
+    return {**out, "verdict": so_far, "reason": f"{word}: {reason}"}
