@@ -5,11 +5,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+from dataclasses import replace
+
 import pandas as pd
 import pytest
 
 from ridrepro.analysis import findings as F
-from ridrepro.analysis.claims import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, exact_verdicts
+from ridrepro.analysis.claims import (INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, atom_rules_for, exact_verdicts,
+                                     rules_for)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -20,8 +23,10 @@ def table():
 
 
 def test_every_grid_claim_and_exact_check_is_a_row(table):
+    claims_of = {"accuracy": lambda p: len(rules_for(p).claims), "atoms": lambda p: len(atom_rules_for(p).claims),
+                 "questions": lambda p: 3}  # Q1 for each teacher, Q3
     for protocol in {p for p, _, _ in F.GRIDS}:
-        expected = sum(len(F.KINDS[kind][0](p).claims) for p, kind, _ in F.GRIDS if p == protocol)
+        expected = sum(claims_of[kind](p) for p, kind, _ in F.GRIDS if p == protocol)
         assert (table.protocol == protocol).sum() == expected
     assert (table.protocol == "exact").sum() == 5
     assert set(table.verdict) <= {REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE}
@@ -74,3 +79,29 @@ def test_the_rules_in_words_follow_the_rules_object():
     other = describe_rules(replace(rules_for("cpu-4k"), protocol="mine", seeds=5, confounds={}), range(1, 81))
     assert "needs 5 finished seeds" in other and "(epochs 71–80)" in other and "Confound" not in other
     assert "`mine`'s rules, stated in ridrepro/analysis/claims.py" in other
+
+
+def test_the_related_questions_are_judged_by_the_one_rule():
+    import numpy as np
+
+    from ridrepro.analysis.claims import CPU_4K_RULES, question_verdicts
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for method, teacher, level in (("RID", "tt", 0.2), ("VID", "tt", 0.8), ("RID", "ut", 0.5), ("VID", "ut", 0.5),
+                                   ("CIFD", "ut", 0.3), ("BAS", "ut", 0.3)):
+        for seed in range(3):
+            row = {"method": method, "teacher": teacher, "seed": seed}
+            row.update({p: level + 0.001 * rng.standard_normal() for p in ("accuracy", "agreement", "kl",
+                        "fool_teacher", "fool_foreign", "invariance_crop_flip", "invariance_jitter", "cam_cos",
+                        "localisation", "cka_1", "cka_2", "cka_3")})
+            row["kl"] = 1 - level  # lower KL is closer to the teacher
+            rows.append(row)
+    no_confound = question_verdicts(pd.DataFrame(rows), replace(CPU_4K_RULES, confounds={})).set_index("key")
+    assert no_confound.loc["q1-tt", "verdict"] == REPRODUCED  # RID far below VID on every inheritance probe
+    assert no_confound.loc["q1-ut", "verdict"] == NOT_REPRODUCED  # the same: "no difference"
+    # VID-ut sits clearly above BAS on the copying probes and CIFD-ut clearly below VID-ut there: like RID
+    assert no_confound.loc["q3", "verdict"] == REPRODUCED and no_confound.loc["q3", "reason"].startswith("like RID")
+    confounded = question_verdicts(pd.DataFrame(rows), CPU_4K_RULES).set_index("key")
+    assert confounded.loc["q1-tt", "verdict"] == INCONCLUSIVE  # RID-tt's schedule confound
+    assert "(so far: reproduced)" in confounded.loc["q1-tt", "reason"]

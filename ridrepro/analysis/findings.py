@@ -8,8 +8,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from ridrepro.analysis.claims import (INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, atom_rules_for, atom_verdicts,
-                                     exact_verdicts, rules_for, verdicts)
+from ridrepro.analysis.claims import (INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, atom_verdicts, exact_verdicts,
+                                     question_verdicts, rules_for, verdicts)
 
 COLUMNS = ["claim", "source", "verdict", "reason", "protocol", "core_hours", "chapter", "label", "evidence"]
 
@@ -28,14 +28,25 @@ GRIDS = (("paper-code-4k", "accuracy",
          ("paper-code-4k", "atoms",
           Evidence("rid_at_paper_rates", "fig-paper-rates-atoms", "atoms at the authors' rates")),
          ("cpu-4k", "accuracy", Evidence("cifar_accuracy", "fig-cifar-accuracy", "Fig. 5 on cpu-4k")),
-         ("cpu-4k", "atoms", Evidence("cifar_atoms", "fig-cifar-atoms", "Fig. 4 on cpu-4k")))
+         ("cpu-4k", "atoms", Evidence("cifar_atoms", "fig-cifar-atoms", "Fig. 4 on cpu-4k")),
+         ("cpu-4k", "questions", Evidence("what_else", "fig-what-else-probes", "probes on cpu-4k")))
 # How the summary names each chapter's claims.
 GROUPS = {"rid_at_paper_rates": "Figs. 5 and 4 and the teacher-filter mechanism at the authors' learning rates",
           "cifar_accuracy": "Fig. 5, accuracy", "cifar_atoms": "Fig. 4, information atoms",
+          "what_else": "the related papers' questions (Ojha et al.'s probes, CIFD)",
           "toy_teachers": "Examples 1-3, exact", "theorems": "Theorems 3.2 (3) and 4.1, on random tables"}
-# kind -> (the rules of a protocol, its verdicts on a runs root)
-KINDS = {"accuracy": (rules_for, lambda root, p: verdicts(root, rules_for(p))),
-         "atoms": (atom_rules_for, atom_verdicts)}
+# kind -> its verdicts on a runs root, for a protocol, with the chapters' data folder
+KINDS = {"accuracy": lambda root, p, data: verdicts(root, rules_for(p)),
+         "atoms": lambda root, p, data: atom_verdicts(root, p),
+         "questions": lambda root, p, data: _questions(p, data)}
+
+
+def _questions(protocol, book_data):
+    """The related papers' questions, on the per-run probe table that book/what_else.ipynb writes from the
+    committed probes."""
+    import pandas as pd
+
+    return question_verdicts(pd.read_csv(Path(book_data) / f"what_else_probes_{protocol}.csv"), rules_for(protocol))
 
 
 def protocol_cost(root, protocol):
@@ -50,12 +61,12 @@ def protocol_cost(root, protocol):
     return hours, done
 
 
-def grid_findings(root, protocol, kind, evidence):
-    """The rows of one grid's accuracy or atom claims (claims.verdicts, claims.atom_verdicts), with its cost."""
+def grid_findings(root, protocol, kind, evidence, book_data="book/data"):
+    """The rows of one grid's claims of one kind (KINDS), with the grid's cost."""
     if not (Path(root) / protocol).is_dir():
         return []
     hours, done = protocol_cost(root, protocol)
-    v = KINDS[kind][1](root, protocol)
+    v = KINDS[kind](root, protocol, book_data)
     return [{"claim": r.claim, "source": r.source or "this book (mechanism)", "verdict": r.verdict,
              "reason": r.reason, "protocol": protocol, "core_hours": hours if done else -hours,
              "chapter": evidence.chapter, "label": evidence.label, "evidence": evidence.text} for r in v.itertuples()]
@@ -81,7 +92,7 @@ def findings(root="results", book_data="book/data"):
     ones. core_hours is the protocol's cost so far, negative while any of its runs is still training."""
     import pandas as pd
 
-    rows = [row for protocol, kind, ev in GRIDS for row in grid_findings(root, protocol, kind, ev)]
+    rows = [row for protocol, kind, ev in GRIDS for row in grid_findings(root, protocol, kind, ev, book_data)]
     rows += theory_findings(book_data)
     return pd.DataFrame(rows, columns=COLUMNS)
 
