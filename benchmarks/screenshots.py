@@ -138,7 +138,7 @@ def main():
         raise SystemExit(f"no pages under {html / 'book'}: run `make book` first")
     report = {}
     for width in args.widths:  # one browser per width: its window, not an emulated viewport, sets the layout
-        with tempfile.TemporaryDirectory() as profile:
+        with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:  # chromium may still be exiting
             proc = subprocess.Popen(["chromium", *FLAGS, f"--window-size={width},900", f"--user-data-dir={profile}"],
                                     stderr=subprocess.PIPE, text=True)
             try:
