@@ -1,6 +1,7 @@
 """Issue 27, chapters: `papermill --help-notebook` lists every parameter of every chapter with its type and a help
 line, and a chapter run elsewhere writes no CSV into the source tree."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -11,16 +12,12 @@ papermill = pytest.importorskip("papermill")
 
 BOOK = Path(__file__).resolve().parents[1] / "book"
 CHAPTERS = sorted(BOOK.glob("*.ipynb"))
-# Chapters whose parameter cells other authors are still typing: reported, not failed, until they are done.
-PENDING = {"rid_algorithm.ipynb", "results_and_cost.ipynb"}
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.name)
-def test_every_parameter_has_a_type_and_a_help_line(chapter, request):
-    if chapter.name in PENDING:
-        request.applymarker(pytest.mark.xfail(reason="parameter cell not typed yet (its author's)", strict=False))
+def test_every_parameter_has_a_type_and_a_help_line(chapter):
     parameters = papermill.inspect_notebook(str(chapter))
-    cell = next((c for c in __import__("json").loads(chapter.read_text())["cells"]
+    cell = next((c for c in json.loads(chapter.read_text())["cells"]
                  if "parameters" in c.get("metadata", {}).get("tags", [])), None)
     if cell is None:
         assert not parameters
