@@ -2,7 +2,7 @@
 
 import math
 
-from ridrepro.analysis.fmt import fmt_p
+from ridrepro.fmt import fmt_p
 
 
 def test_two_significant_digits():
@@ -23,7 +23,7 @@ def test_missing():
 
 
 def test_mean_sd_over_seeds():
-    from ridrepro.analysis.fmt import mean_sd
+    from ridrepro.fmt import mean_sd
 
     assert mean_sd([0.4, 0.42, 0.41]) == "0.410 ± 0.010"  # sample sd (ddof 1)
     assert mean_sd([0.4]) == "0.400"  # one seed: no spread to show
@@ -33,7 +33,7 @@ def test_mean_sd_over_seeds():
 def test_markdown_table_escapes_pipes():
     import pandas as pd
 
-    from ridrepro.analysis.fmt import markdown_table
+    from ridrepro.fmt import markdown_table
 
     text = markdown_table(pd.DataFrame({"claim": ["KL(T||S) falls"], "n": [3]}))
     assert text.splitlines() == ["| claim | n |", "|---|---|", "| KL(T\\|\\|S) falls | 3 |"]

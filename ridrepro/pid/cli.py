@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from ridrepro.argtypes import NON_NEGATIVE, POSITIVE, seed
+from ridrepro.fmt import fmt_p
 
 
 def _load(path, what):
@@ -36,7 +37,7 @@ def _print(result, as_json):
             line += f"   {100 * result.extras['bootstrap']['ci']:.0f}% CI [{boot[0]:.6f}, {boot[1]:.6f}]"
         null = result.extras.get("null", {}).get(name)
         if null:
-            line += f"   null mean {null['mean']:.6f} q95 {null['q95']:.6f} p {null['p_value']:.3f}"
+            line += f"   null mean {null['mean']:.6f} q95 {null['q95']:.6f} {fmt_p(null['p_value'])}"
         print(line)
     print(f"{'gap':<12} {result.gap:.3g} {u} (certified bound on every atom's error; solver {result.solver})")
 
