@@ -53,6 +53,8 @@ def test_markdown_links_every_row_to_its_evidence(table):
     rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| claim")]
     assert len(rows) == len(table)
     assert all("{ref}`" in r or ".ipynb)" in r for r in rows)
+    groups = table.groupby(["protocol", "chapter"]).ngroups
+    assert text.count("| claim | verdict | evidence |") == groups  # one table per group of claims
     assert f"Of {len(table)} claims in all:" in text
     assert text.startswith("* **Figs. 5 and 4 and the teacher-filter mechanism")  # the question the book is for, first
 

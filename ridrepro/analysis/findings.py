@@ -104,13 +104,17 @@ def cost_text(hours):
 
 
 def markdown(table):
-    """The findings as a MyST Markdown table whose evidence column links into the book."""
-    lines = ["| claim | verdict | evidence | protocol, cost |", "|---|---|---|---|"]
-    for r in table.itertuples():
-        target = f"{{ref}}`{r.evidence} <{r.label}>`" if r.label else f"[{r.evidence}]({r.chapter}.ipynb)"
-        lines.append(f"| {r.claim} ({r.source}) | **{r.verdict}**: {r.reason} | {target} | "
-                     f"{r.protocol}, {cost_text(r.core_hours)} |")
-    return "\n".join(summary(table)) + "\n\n" + "\n".join(lines) + "\n"
+    """The findings as MyST Markdown: the summary, then one table per group of claims (protocol and chapter),
+    whose evidence column links into the book."""
+    parts = ["\n".join(summary(table))]
+    for (protocol, chapter), t in table.groupby(["protocol", "chapter"], sort=False):
+        lines = [f"**{GROUPS.get(chapter, chapter)}** (`{protocol}`, {cost_text(t.core_hours.iloc[0])})", "",
+                 "| claim | verdict | evidence |", "|---|---|---|"]
+        for r in t.itertuples():
+            target = f"{{ref}}`{r.evidence} <{r.label}>`" if r.label else f"[{r.evidence}]({r.chapter}.ipynb)"
+            lines.append(f"| {r.claim} ({r.source}) | **{r.verdict}**: {r.reason} | {target} |")
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts) + "\n"
 
 
 def summary(table):
