@@ -61,11 +61,9 @@ def protocol_cost(root, protocol):
     return hours, done
 
 
-def grid_findings(root, protocol, kind, evidence, book_data="book/data"):
-    """The rows of one grid's claims of one kind (KINDS), with the grid's cost."""
-    if not (Path(root) / protocol).is_dir():
-        return []
-    hours, done = protocol_cost(root, protocol)
+def grid_findings(root, protocol, kind, evidence, cost, book_data="book/data"):
+    """The rows of one grid's claims of one kind (KINDS), with the grid's cost (protocol_cost)."""
+    hours, done = cost
     v = KINDS[kind](root, protocol, book_data)
     return [{"claim": r.claim, "source": r.source or "this book (mechanism)", "verdict": r.verdict,
              "reason": r.reason, "protocol": protocol, "core_hours": hours if done else -hours,
@@ -92,7 +90,10 @@ def findings(root="results", book_data="book/data"):
     ones. core_hours is the protocol's cost so far, negative while any of its runs is still training."""
     import pandas as pd
 
-    rows = [row for protocol, kind, ev in GRIDS for row in grid_findings(root, protocol, kind, ev, book_data)]
+    # each grid's run folders are read once for its cost, however many kinds of claims it has
+    costs = {p: protocol_cost(root, p) for p in dict.fromkeys(p for p, _, _ in GRIDS) if (Path(root) / p).is_dir()}
+    rows = [row for protocol, kind, ev in GRIDS if protocol in costs
+            for row in grid_findings(root, protocol, kind, ev, costs[protocol], book_data)]
     rows += theory_findings(book_data)
     return pd.DataFrame(rows, columns=COLUMNS)
 
