@@ -2,7 +2,8 @@
 
 paper-code is what the authors' code (kd-rid, commit 3f8151a) ran, each departure from the paper's text tagged
 "divergence N" (row N of the table in book/reproducibility.md); paper-text is what the paper states, with CHOICE
-where it is silent; cpu-preview, cpu-4k and paper-code-4k size paper-code for a 2-core CPU; smoke is for tests.
+where it is silent; cpu-preview, cpu-4k and paper-code-4k size paper-code for a 2-core CPU (cpu-4k-decay: a post-hoc
+ablation of cpu-4k); smoke is for tests.
 Why each is set as it is: book/reproducibility.md. Epochs are 0-based inside the code; `pid_epochs` and metrics
 count completed epochs (1-based).
 """
@@ -356,6 +357,19 @@ PAPER_CODE_4K = borrow_teachers(
 PAPER_CODE_4K_TORCH_INIT = replace(PAPER_CODE_4K, name="paper-code-4k-torch-init", extras_init="torch",
                                    notes="paper-code-4k with PyTorch-initialised filters and heads (issue 23, block c).")
 
+# ----------------------------------------------------------------------------- cpu-4k-decay
+
+# POST HOC (issue 23, part 5), chosen after cpu-4k's results: cpu-4k with RID's and TED's students stepped on BAS's
+# and VID's schedule (drops after epochs 20 and 27), so that no method keeps 0.05 to the end. It says how much of
+# cpu-4k's RID and TED result is that missing decay. Teachers and everything else are cpu-4k's.
+_K_STEPPED_OPTIM = {"student": _K_STUDENT, "filter": _SGD}
+CPU_4K_DECAY = borrow_teachers(
+    CPU_4K, "cpu-4k", PAPER_CODE_4K.teacher_sha256,
+    name="cpu-4k-decay",
+    methods={m: replace(CPU_4K.methods[m], optim=_K_STEPPED_OPTIM) for m in ("rid", "ted")},
+    notes="post hoc: cpu-4k with RID's and TED's students decayed as BAS's and VID's are (issue 23, part 5).",
+)
+
 # ----------------------------------------------------------------------------- smoke
 
 _S_SQUARED = replace(_CODE_SQUARED, milestones=(2, 3))
@@ -389,7 +403,7 @@ SMOKE = replace(
 )
 
 PROTOCOLS = {p.name: p for p in (PAPER_CODE, PAPER_TEXT, CPU_PREVIEW, CPU_4K, PAPER_CODE_4K,
-                                  PAPER_CODE_4K_TORCH_INIT, SMOKE)}
+                                  PAPER_CODE_4K_TORCH_INIT, CPU_4K_DECAY, SMOKE)}
 
 
 def get_protocol(name):

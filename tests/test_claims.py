@@ -1,6 +1,7 @@
 """The one comparison rule and the three-valued verdicts, on hand-made per-seed values."""
 
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -21,6 +22,7 @@ from ridrepro.analysis.claims import (
     compare,
     judge,
     rules_for,
+    run_values,
     verdicts,
 )
 
@@ -191,3 +193,21 @@ def test_a_grid_without_one_teacher_leaves_its_claims_without_seeds():
     table = atoms({"RID-ut": [{"red": (0.06, 0.03, 0.002)}]})  # no run measured against the trained teacher
     out = judge(FIG4["ridtt-uni-below-bas"], table, ATOM_RULES)
     assert out["seeds"] == 0 and out["verdict"] == INCONCLUSIVE and "RID-tt has 0 of 3 seeds" in out["reason"]
+
+
+def test_the_post_hoc_decay_ablation_reads_its_own_cells_against_cpu_4ks(tmp_path):
+    # cpu-4k's committed RID-ut runs stand in for cpu-4k-decay's: the same accuracies, so "differs" fails, and
+    # the decayed cells carry no schedule confound while cpu-4k's own rules still name it
+    (tmp_path / "cpu-4k").symlink_to(Path("results/cpu-4k").resolve())
+    (tmp_path / "cpu-4k-decay").mkdir()
+    for s in range(3):
+        (tmp_path / "cpu-4k-decay" / f"rid-ut-s{s}").symlink_to(Path(f"results/cpu-4k/rid-ut-s{s}").resolve())
+    rules = rules_for("cpu-4k-decay")
+    runs_ = run_values(tmp_path, rules)
+    assert set(runs_[runs_.protocol == "cpu-4k-decay"].cell) == {"RID-ut (decayed)"}
+    assert {"BAS", "VID-ut", "RID-ut"} <= set(runs_[runs_.protocol == "cpu-4k"].cell)
+    table = verdicts(tmp_path, rules).set_index("key")
+    differs = table.loc["ridut-decay-differs"]
+    assert differs["verdict"] == NOT_REPRODUCED and differs["difference"] == pytest.approx(0.0)
+    assert "confound" not in table.loc["ridut-above-vidut-decayed", "reason"]
+    assert table.loc["ridtt-above-bas-decayed", "reason"] == "RID-tt (decayed) has 0 of 3 seeds"
