@@ -24,6 +24,7 @@ COMMANDS = {
     "probes": ("ridrepro.analysis.cli", "Ojha et al.'s probes on a grid's finished runs"),
     "rdm-curves": ("ridrepro.analysis.cli", "CIFD's RDM rate-distortion curves for a grid's teachers"),
     "sensitivity": ("ridrepro.analysis.cli", "atoms under other PID estimator settings, from stored features"),
+    "intervals": ("ridrepro.analysis.cli", "combined PID intervals of a grid's records, from stored features"),
     "findings": ("ridrepro.analysis.findings", "every claim the book tests: verdict, evidence, cost"),
     "pid": ("ridrepro.pid.cli", "BROJA partial information decomposition of a joint table or of features"),
 }

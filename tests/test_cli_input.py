@@ -37,6 +37,8 @@ BAD = [  # (argv without --runs, the option argparse names)
     (["sensitivity", "--protocol", "smoke", "--out", "o", "--null", "-1"], "--null"),
     (["sensitivity", "--protocol", "smoke", "--out", "o", "--clustering-seeds", "0"], "--clustering-seeds"),
     (["data", "--per-class", "0", "10"], "--per-class"),
+    (["intervals", "--protocol", "smoke", "--clustering-seeds", "5"], "--clustering-seeds"),
+    (["intervals", "--protocol", "smoke", "--bootstrap", "50"], "--bootstrap"),
 ]
 
 

@@ -101,12 +101,11 @@ def test_record_round_trips():
     assert syn["point"] == pytest.approx(broja_pid(np.asarray(rec["counts"]) / 400, unit="nats").syn)
 
 
-def test_recompute_run_is_resumable_and_leaves_pid_jsonl(tmp_path):
-    from ridrepro.analysis.intervals import recompute_run
-
+def fake_run(tmp_path):
+    """A run folder with two PID records whose features are stored and one whose features are not."""
     rng = np.random.default_rng(0)
     n = 100
-    (tmp_path / "pca50").mkdir()
+    (tmp_path / "pca50").mkdir(parents=True)
     cfg = {"data_provenance": {"order": "class-major, original order", "subset": {"test_per_class": None}},
            "identity": {"data_sizes": [40, n]}}
     (tmp_path / "config.json").write_text(json.dumps(cfg))
@@ -117,12 +116,33 @@ def test_recompute_run_is_resumable_and_leaves_pid_jsonl(tmp_path):
         lines.append(json.dumps(fake_record(rng.multinomial(n, np.full(27, 1 / 27)).reshape(3, 3, 3), epoch)))
     lines.append(json.dumps(fake_record(np.ones((3, 3, 3), int), 8)))  # no stored features: skipped
     (tmp_path / "pid.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def test_recompute_run_is_resumable_and_leaves_pid_jsonl(tmp_path):
+    from ridrepro.analysis.intervals import recompute_run
+
+    fake_run(tmp_path)
     before = (tmp_path / "pid.jsonl").read_text()
     assert recompute_run(tmp_path, K=3, B=10, log=lambda *_: None) == 2
     assert recompute_run(tmp_path, K=3, B=10, log=lambda *_: None) == 0
     out = [json.loads(x) for x in (tmp_path / "pid_intervals.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in out] == [1, 4] and out[0]["clustering"]["seeds"] == 3
     assert (tmp_path / "pid.jsonl").read_text() == before
+
+
+def test_intervals_command_writes_each_named_run_and_refuses_an_unknown_one(tmp_path, capsys):
+    from ridrepro.cli import main
+
+    argv = ["intervals", "--runs", str(tmp_path), "--protocol", "smoke"]
+    assert main(argv) == 2
+    assert "no run folder with a pid.jsonl under" in capsys.readouterr().err
+    fake_run(tmp_path / "smoke" / "rid-ut-s0")
+    assert main(argv + ["--run-folders", "rid-ut-s0", "rid-tt-s0"]) == 2  # before anything is written
+    assert "no pid.jsonl in" in capsys.readouterr().err and not list(tmp_path.rglob("pid_intervals.jsonl"))
+    assert main(argv + ["--clustering-seeds", "10", "--bootstrap", "100"]) == 0
+    out = capsys.readouterr().out
+    assert "rid-ut-s0: 2 records written" in out and "in_combined" in out
+    assert len((tmp_path / "smoke" / "rid-ut-s0" / "pid_intervals.jsonl").read_text().splitlines()) == 2
 
 
 @pytest.mark.parametrize("call", [

@@ -219,7 +219,7 @@ def atom_values(root, protocol, intervals="combined"):
         lacking = sorted(set(last.run[last.red_clo.isna()]))
         if lacking:
             raise FileNotFoundError(f"no combined intervals (pid_intervals.jsonl) for {', '.join(lacking)}: "
-                                    "run benchmarks/recompute_cpu4k_intervals.py, or judge with intervals='percentile'")
+                                    "run `ridrepro intervals`, or judge with intervals='percentile'")
     return atom_table(last, intervals)
 
 
@@ -395,8 +395,8 @@ STATED = {"cpu-4k": "fixed on 2026-12-02, before its distilled students ran",
           "cpu-preview": "fixed before its distilled students ran",
           "paper-code-4k": "committed on 2026-12-06 (1cde0c6), before its first distilled student ran; its atom "
                            "rules on 2026-12-07, before any of its runs had finished",
-          "cpu-4k-decay": "chosen after cpu-4k's results were seen (post hoc) and committed on 2026-12-07, before "
-                          "its first run"}
+          "cpu-4k-decay": "post hoc: chosen after cpu-4k's results were seen, committed on 2026-12-07 (0817b9a) "
+                          "before its first run"}
 
 
 def describe_rules(rules, evaluated=()):

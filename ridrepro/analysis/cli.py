@@ -1,4 +1,4 @@
-"""Command line for reading grids: `ridrepro summary | probes | rdm-curves | sensitivity`. Modules that need
+"""Command line for reading grids: `ridrepro summary | probes | rdm-curves | sensitivity | intervals`. Modules that need
 pandas are imported inside the commands: the command line must start on bare GPU nodes without it."""
 
 import json
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from ridrepro.argtypes import NON_NEGATIVE, POSITIVE, THREADS, float_at_least, seeds_option
+from ridrepro.argtypes import NON_NEGATIVE, POSITIVE, THREADS, float_at_least, int_at_least, seeds_option
 from ridrepro.files import read_json
 from ridrepro.layout import DEFAULT_RUNS, METHODS, TEACHER_KINDS
 from ridrepro.protocols import PROTOCOLS
@@ -69,6 +69,19 @@ def add_commands(sub):
                    help="shuffled-label tables per last-epoch record, >= 0 (default 100)")
     p.add_argument("--fresh", action="store_true", help="recompute every run, ignoring the rows in --out")
     p.set_defaults(func=cmd_sensitivity)
+
+    p = _grid(sub, "intervals", "combined PID intervals (clustering seeds and bootstrap) of a grid's records, from "
+                                "their stored features, into <run>/pid_intervals.jsonl; resumable")
+    p.add_argument("--run-folders", nargs="+", metavar="FOLDER",
+                   help="run folders under RUNS/PROTOCOL (default: every one with a pid.jsonl)")
+    p.add_argument("--clustering-seeds", type=int_at_least(10, "the number of clustering seeds"), default=20,
+                   help="KMeans seeds, seed 0 first, >= 10 (default 20)")
+    p.add_argument("--bootstrap", type=int_at_least(100, "the number of bootstrap resamples"), default=200,
+                   help="bootstrap resamples of the test images, >= 100 (default 200)")
+    p.add_argument("--report", action="store_true",
+                   help="write nothing; print per atom how many records have their point inside the logged, the "
+                        "bootstrap and the combined interval")
+    p.set_defaults(func=cmd_intervals)
 
 
 def check_records(runs, protocol):
@@ -135,4 +148,26 @@ def cmd_sensitivity(args):
 
     table = update_table(args.runs, args.protocol, args.out, args.clustering_seeds, args.null, fresh=args.fresh)
     print(f"{args.out}: {len(table)} rows from {table.run.nunique()} runs")
+    return 0
+
+
+def cmd_intervals(args):
+    from ridrepro.analysis.intervals import inside_counts, load_intervals, recompute_run
+
+    root = Path(args.runs, args.protocol)
+    with_pid = sorted(p.parent.name for p in root.glob("*/pid.jsonl"))
+    if not with_pid:
+        raise FileNotFoundError(f"no run folder with a pid.jsonl under {root}: pass --runs and --protocol of a grid "
+                                "that has PID records")
+    unknown = sorted(set(args.run_folders or ()) - set(with_pid))
+    if unknown:
+        raise FileNotFoundError(f"no pid.jsonl in {', '.join(str(root / u) for u in unknown)}: choose from "
+                                f"{', '.join(with_pid)}")
+    if not args.report:
+        t0 = time.perf_counter()
+        for name in args.run_folders or with_pid:
+            n = recompute_run(root / name, K=args.clustering_seeds, B=args.bootstrap, log=lambda *_: None)
+            print(f"{root / name}: {n} records written ({time.perf_counter() - t0:.0f} s so far)")
+    rows = load_intervals(root)
+    print(inside_counts(rows).to_string() if rows else f"no pid_intervals.jsonl under {root} yet")
     return 0
