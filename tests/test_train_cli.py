@@ -21,16 +21,7 @@ def data_args():
     return ["--data", os.environ["RIDREPRO_DATA"]] if os.environ.get("RIDREPRO_DATA") else ["--synthetic"]
 
 
-def pid_available():
-    try:
-        from ridrepro.pid import representation_pid  # noqa: F401
-        return True
-    except ImportError:
-        return False
-
-
 @pytest.mark.grid
-@pytest.mark.skipif(not pid_available(), reason="ridrepro.pid.representation_pid is not there yet (PID helper's module)")
 def test_smoke_grid_end_to_end(tmp_path):
     runs = tmp_path / "runs"
     cmd = [sys.executable, "-m", "ridrepro", "grid", "--protocol", "smoke", "--seeds", "0", "1", "--jobs", "2",
