@@ -28,10 +28,13 @@ GRIDS = (("paper-code-4k", "accuracy",
          ("paper-code-4k", "atoms",
           Evidence("rid_at_paper_rates", "fig-paper-rates-atoms", "atoms at the authors' rates")),
          ("cpu-4k", "accuracy", Evidence("cifar_accuracy", "fig-cifar-accuracy", "Fig. 5 on cpu-4k")),
+         ("cpu-4k-decay", "accuracy",
+          Evidence("cifar_accuracy", "cpu-4k-decay-verdicts", "cpu-4k with RID and TED decayed")),
          ("cpu-4k", "atoms", Evidence("cifar_atoms", "fig-cifar-atoms", "Fig. 4 on cpu-4k")),
          ("cpu-4k", "questions", Evidence("what_else", "fig-what-else-probes", "probes on cpu-4k")))
-# How the summary names each chapter's claims.
-GROUPS = {"rid_at_paper_rates": "Figs. 5 and 4 and the teacher-filter mechanism at the authors' learning rates",
+# How the summary names each chapter's claims ((protocol, chapter) where a chapter shows two groups).
+GROUPS = {("cpu-4k-decay", "cifar_accuracy"): "Fig. 5 with RID's and TED's students decayed, a post-hoc ablation",
+          "rid_at_paper_rates": "Figs. 5 and 4 and the teacher-filter mechanism at the authors' learning rates",
           "cifar_accuracy": "Fig. 5, accuracy", "cifar_atoms": "Fig. 4, information atoms",
           "what_else": "the related papers' questions (Ojha et al.'s probes, CIFD)",
           "toy_teachers": "Examples 1-3, exact", "theorems": "Theorems 3.2 (3) and 4.1, on random tables"}
@@ -104,12 +107,16 @@ def cost_text(hours):
     return f"{abs(hours):.1f} core-h" + (" so far" if hours < 0 else "")
 
 
+def group_name(protocol, chapter):
+    return GROUPS.get((protocol, chapter), GROUPS.get(chapter, chapter))
+
+
 def markdown(table):
     """The findings as MyST Markdown: the summary, then one table per group of claims (protocol and chapter),
     whose evidence column links into the book."""
     parts = ["\n".join(summary(table))]
     for (protocol, chapter), t in table.groupby(["protocol", "chapter"], sort=False):
-        lines = [f"**{GROUPS.get(chapter, chapter)}** (`{protocol}`, {cost_text(t.core_hours.iloc[0])})", "",
+        lines = [f"**{group_name(protocol, chapter)}** (`{protocol}`, {cost_text(t.core_hours.iloc[0])})", "",
                  "| claim | verdict | evidence |", "|---|---|---|"]
         for r in t.itertuples():
             target = f"{{ref}}`{r.evidence} <{r.label}>`" if r.label else f"[{r.evidence}]({r.chapter}.ipynb)"
@@ -124,7 +131,7 @@ def summary(table):
         counts = t.verdict.value_counts()
         return ", ".join(f"{counts[v]} {v}" for v in (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE) if v in counts)
 
-    lines = [f"* **{GROUPS.get(chapter, chapter)}** (`{protocol}`): {counted(t)}."
+    lines = [f"* **{group_name(protocol, chapter)}** (`{protocol}`): {counted(t)}."
              for (protocol, chapter), t in table.groupby(["protocol", "chapter"], sort=False)]
     return [*lines, "", f"Of {len(table)} claims in all: {counted(table)}."]
 
