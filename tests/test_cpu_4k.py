@@ -13,7 +13,7 @@ import untimed
 from ridrepro.analysis.results import accuracy_summary, load_metrics
 from ridrepro.data import synthetic_cifar
 from ridrepro.models import build_model
-from ridrepro.protocols import CPU_4K, PAPER_CODE, SMOKE, Schedule
+from ridrepro.protocols import CPU_4K, CPU_4K_DECAY, PAPER_CODE, SMOKE, Schedule
 from ridrepro.train.engine import build_distiller, build_optimisers, schedule_table
 from ridrepro.train.runs import Options, distil, ensure_teacher
 
@@ -38,6 +38,21 @@ def test_cpu_4k_is_paper_code_but_for_its_stated_changes():
     assert (rid["cycles"], rid["q"] * rid["r"]) == (10, 1)
     ted = CPU_4K.method("ted").rid
     assert (ted["cycles"], ted["q"] * ted["r"]) == (1, 5)
+
+
+def test_cpu_4k_decay_is_cpu_4k_with_rid_and_ted_on_bas_s_schedule():
+    rates = lambda p, m: [r["lr"] for r in schedule_table(  # noqa: E731
+        build_distiller(p.method(m), build_model(p.student_arch), build_model(p.teacher_arch)), p.method(m), 40)]
+    bas = [r["student"] for r in rates(CPU_4K, "bas")]
+    for m in ("rid", "ted"):
+        assert [r["student"] for r in rates(CPU_4K_DECAY, m)] == bas  # 0.05, then 0.01 and 0.002 as BAS
+        assert set(r["student"] for r in rates(CPU_4K, m)) == {0.05}  # what the ablation removes
+        assert rates(CPU_4K_DECAY, m) != rates(CPU_4K, m)
+        assert replace(CPU_4K_DECAY.method(m), optim=CPU_4K.method(m).optim) == CPU_4K.method(m)
+    assert [r["filter"] for r in rates(CPU_4K_DECAY, "rid")] == [r["filter"] for r in rates(CPU_4K, "rid")]
+    same = {f: getattr(CPU_4K, f) for f in CPU_4K.to_dict() if f not in ("name", "methods", "notes")}
+    assert {f: getattr(CPU_4K_DECAY, f) for f in same} == same
+    assert CPU_4K_DECAY.teacher_home == "cpu-4k" and set(CPU_4K_DECAY.methods) == {"rid", "ted"}
 
 
 def test_onecycle_warms_up_then_decays_per_step():
