@@ -23,6 +23,7 @@ from ridrepro.analysis.claims import (
     judge,
     rules_for,
     run_values,
+    verdict_table,
     verdicts,
 )
 
@@ -91,6 +92,20 @@ def test_cpu_4k_verdicts_from_the_committed_grid():
     for key in ("ridut-above-vidut", "ridtt-above-bas", "ridtt-par-vidtt", "tedtt-close-bas", "tedut-close-bas"):
         assert table.loc[key, "verdict"] == INCONCLUSIVE and "schedule confound" in table.loc[key, "reason"]
     assert "RID-tt has not levelled off" in table.loc["ridtt-above-bas", "reason"]
+
+
+def test_verdict_table_is_the_books_one_format():
+    v = pd.DataFrame({"claim": ["a", "b"], "difference": [0.01234, math.nan], "spread": [0.5, math.nan],
+                      "seeds": [3, 0], "verdict": [REPRODUCED, INCONCLUSIVE], "reason": ["x", "y"],
+                      "source": ["Fig. 5", "Fig. 4"]})
+    t = verdict_table(v)
+    assert list(t.columns) == ["claim", "difference", "spread", "verdict", "why"]
+    assert t.iloc[0].tolist() == ["a", "+0.012", "0.500", REPRODUCED, "x"]
+    assert t.iloc[1].tolist() == ["b", "-", "-", INCONCLUSIVE, "y"]
+    assert list(verdict_table(v, "seeds", "source").columns) == [
+        "claim", "difference", "spread", "seeds", "verdict", "why", "in the paper"]
+    with pytest.raises(ValueError, match="unknown extra column"):
+        verdict_table(v, "sead")
 
 
 def test_rules_exist_for_the_grids():

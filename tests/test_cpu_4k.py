@@ -14,7 +14,7 @@ from ridrepro.analysis.results import accuracy_summary, load_metrics
 from ridrepro.data import synthetic_cifar
 from ridrepro.models import build_model
 from ridrepro.protocols import CPU_4K, CPU_4K_DECAY, PAPER_CODE, SMOKE, Schedule
-from ridrepro.train.engine import build_distiller, build_optimisers, schedule_table
+from ridrepro.train.engine import build_distiller, build_optimisers, protocol_schedule, schedule_table
 from ridrepro.train.runs import Options, distil, ensure_teacher
 
 
@@ -41,8 +41,7 @@ def test_cpu_4k_is_paper_code_but_for_its_stated_changes():
 
 
 def test_cpu_4k_decay_is_cpu_4k_with_rid_and_ted_on_bas_s_schedule():
-    rates = lambda p, m: [r["lr"] for r in schedule_table(  # noqa: E731
-        build_distiller(p.method(m), build_model(p.student_arch), build_model(p.teacher_arch)), p.method(m), 40)]
+    rates = lambda p, m: [r["lr"] for r in protocol_schedule(p, m)]  # noqa: E731
     bas = [r["student"] for r in rates(CPU_4K, "bas")]
     for m in ("rid", "ted"):
         assert [r["student"] for r in rates(CPU_4K_DECAY, m)] == bas  # 0.05, then 0.01 and 0.002 as BAS

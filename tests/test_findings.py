@@ -53,11 +53,11 @@ def test_markdown_links_every_row_to_its_evidence(table):
     rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| claim")]
     assert len(rows) == len(table)
     assert all("{ref}`" in r or ".ipynb)" in r for r in rows)
-    groups = table.groupby(["protocol", "chapter"]).ngroups
+    groups = table.groupby(["protocol", "group"]).ngroups
     assert text.count("| claim | verdict | evidence |") == groups  # one table per group of claims
     assert f"Of {len(table)} claims in all:" in text
     assert text.startswith("* **Figs. 5 and 4 and the teacher-filter mechanism")  # the question the book is for, first
-    if (table.protocol == "cpu-4k-decay").any():  # a post-hoc group says so in its name, not only its chapter's
+    if (table.protocol == "cpu-4k-decay").any():  # a post-hoc group says so in its name, though it shares a chapter
         assert "a post-hoc ablation** (`cpu-4k-decay`" in text
 
 

@@ -133,6 +133,26 @@ def verdicts(root, rules):
     return pd.DataFrame([judge(c, runs, rules) for c in rules.claims])
 
 
+def verdict_table(v, *extra):
+    """Verdicts (verdicts, atom_verdicts) as the book prints them: claim, signed difference, spread, verdict and
+    why, with any of `extra` ("seeds"; "source", headed "in the paper") inserted where they belong; "-" where a
+    cell has no value."""
+    import pandas as pd
+
+    unknown = set(extra) - {"seeds", "source"}
+    if unknown:
+        raise ValueError(f"verdict_table: unknown extra column(s) {sorted(unknown)}; use 'seeds' or 'source'")
+
+    def num(spec):
+        return lambda x: "-" if x != x else format(x, spec)
+
+    cols = {"claim": v.claim, "difference": v.difference.map(num("+.3f")), "spread": v.spread.map(num(".3f"))}
+    cols |= {"seeds": v.seeds} if "seeds" in extra else {}
+    cols |= {"verdict": v.verdict, "why": v.reason}
+    cols |= {"in the paper": v.source} if "source" in extra else {}
+    return pd.DataFrame(cols)
+
+
 # ----------------------------------------------------------------------------- per-run values
 
 def run_values(root, rules):

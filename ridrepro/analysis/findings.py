@@ -11,7 +11,7 @@ from pathlib import Path
 from ridrepro.analysis.claims import (INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, atom_verdicts, exact_verdicts,
                                      question_verdicts, rules_for, verdicts)
 
-COLUMNS = ["claim", "source", "verdict", "reason", "protocol", "core_hours", "chapter", "label", "evidence"]
+COLUMNS = ["claim", "source", "verdict", "reason", "protocol", "core_hours", "group", "chapter", "label", "evidence"]
 
 
 @dataclass(frozen=True)
@@ -20,24 +20,27 @@ class Evidence:
     chapter: str  # the notebook or page under book/, without suffix
     label: str  # a MyST target in it (a figure's name or a section label)
     text: str  # what the link says
+    group: str  # how the summary names the group of claims it belongs to
+
+
+PAPER_RATES = "Figs. 5 and 4 and the teacher-filter mechanism at the authors' learning rates"
+EXAMPLES, THEOREMS = "Examples 1-3, exact", "Theorems 3.2 (3) and 4.1, on random tables"
 
 
 # The grids' claims the table shows, first those that settle RID's question: (protocol, kind, where shown).
 GRIDS = (("paper-code-4k", "accuracy",
-          Evidence("rid_at_paper_rates", "paper-rates-verdicts", "verdicts at the authors' rates")),
+          Evidence("rid_at_paper_rates", "paper-rates-verdicts", "verdicts at the authors' rates", PAPER_RATES)),
          ("paper-code-4k", "atoms",
-          Evidence("rid_at_paper_rates", "fig-paper-rates-atoms", "atoms at the authors' rates")),
-         ("cpu-4k", "accuracy", Evidence("cifar_accuracy", "fig-cifar-accuracy", "Fig. 5 on cpu-4k")),
+          Evidence("rid_at_paper_rates", "fig-paper-rates-atoms", "atoms at the authors' rates", PAPER_RATES)),
+         ("cpu-4k", "accuracy",
+          Evidence("cifar_accuracy", "fig-cifar-accuracy", "Fig. 5 on cpu-4k", "Fig. 5, accuracy")),
          ("cpu-4k-decay", "accuracy",
-          Evidence("cifar_accuracy", "cpu-4k-decay-verdicts", "cpu-4k with RID and TED decayed")),
-         ("cpu-4k", "atoms", Evidence("cifar_atoms", "fig-cifar-atoms", "Fig. 4 on cpu-4k")),
-         ("cpu-4k", "questions", Evidence("what_else", "fig-what-else-probes", "probes on cpu-4k")))
-# How the summary names each chapter's claims ((protocol, chapter) where a chapter shows two groups).
-GROUPS = {("cpu-4k-decay", "cifar_accuracy"): "Fig. 5 with RID's and TED's students decayed, a post-hoc ablation",
-          "rid_at_paper_rates": "Figs. 5 and 4 and the teacher-filter mechanism at the authors' learning rates",
-          "cifar_accuracy": "Fig. 5, accuracy", "cifar_atoms": "Fig. 4, information atoms",
-          "what_else": "the related papers' questions (Ojha et al.'s probes, CIFD)",
-          "toy_teachers": "Examples 1-3, exact", "theorems": "Theorems 3.2 (3) and 4.1, on random tables"}
+          Evidence("cifar_accuracy", "cpu-4k-decay-verdicts", "cpu-4k with RID and TED decayed",
+                   "Fig. 5 with RID's and TED's students decayed, a post-hoc ablation")),
+         ("cpu-4k", "atoms",
+          Evidence("cifar_atoms", "fig-cifar-atoms", "Fig. 4 on cpu-4k", "Fig. 4, information atoms")),
+         ("cpu-4k", "questions", Evidence("what_else", "fig-what-else-probes", "probes on cpu-4k",
+                                          "the related papers' questions (Ojha et al.'s probes, CIFD)")))
 # kind -> its verdicts on a runs root, for a protocol, with the chapters' data folder
 KINDS = {"accuracy": lambda root, p, data: verdicts(root, rules_for(p)),
          "atoms": lambda root, p, data: atom_verdicts(root, p),
@@ -70,22 +73,23 @@ def grid_findings(root, protocol, kind, evidence, cost, book_data="book/data"):
     v = KINDS[kind](root, protocol, book_data)
     return [{"claim": r.claim, "source": r.source or "this book (mechanism)", "verdict": r.verdict,
              "reason": r.reason, "protocol": protocol, "core_hours": hours if done else -hours,
-             "chapter": evidence.chapter, "label": evidence.label, "evidence": evidence.text} for r in v.itertuples()]
+             "group": evidence.group, "chapter": evidence.chapter, "label": evidence.label, "evidence": evidence.text} for r in v.itertuples()]
 
 
 # Where the book shows each exact claim (claims.exact_verdicts): chapter, label, link text.
-EXACT_EVIDENCE = {"example-1": Evidence("toy_teachers", "", "toy teachers"),
-                  "example-2": Evidence("toy_teachers", "", "toy teachers"),
-                  "example-3": Evidence("toy_teachers", "", "toy teachers"),
-                  "theorem-3.2-3": Evidence("theorems", "fig-thm32-slack", "Theorem 3.2 (3) figure"),
-                  "theorem-4.1": Evidence("theorems", "fig-thm41-bound", "Theorem 4.1 figure")}
+EXACT_EVIDENCE = {"example-1": Evidence("toy_teachers", "", "toy teachers", EXAMPLES),
+                  "example-2": Evidence("toy_teachers", "", "toy teachers", EXAMPLES),
+                  "example-3": Evidence("toy_teachers", "", "toy teachers", EXAMPLES),
+                  "theorem-3.2-3": Evidence("theorems", "fig-thm32-slack", "Theorem 3.2 (3) figure", THEOREMS),
+                  "theorem-4.1": Evidence("theorems", "fig-thm41-bound", "Theorem 4.1 figure", THEOREMS)}
 
 
 def theory_findings(book_data):
     """The rows of the exact claims (claims.exact_verdicts): they need no training."""
     return [{"claim": r.claim, "source": r.source, "verdict": r.verdict, "reason": r.reason, "protocol": "exact",
-             "core_hours": math.nan, "chapter": EXACT_EVIDENCE[r.key].chapter, "label": EXACT_EVIDENCE[r.key].label,
-             "evidence": EXACT_EVIDENCE[r.key].text} for r in exact_verdicts(book_data).itertuples()]
+             "core_hours": math.nan, "group": EXACT_EVIDENCE[r.key].group, "chapter": EXACT_EVIDENCE[r.key].chapter,
+             "label": EXACT_EVIDENCE[r.key].label, "evidence": EXACT_EVIDENCE[r.key].text}
+            for r in exact_verdicts(book_data).itertuples()]
 
 
 def findings(root="results", book_data="book/data"):
@@ -107,16 +111,12 @@ def cost_text(hours):
     return f"{abs(hours):.1f} core-h" + (" so far" if hours < 0 else "")
 
 
-def group_name(protocol, chapter):
-    return GROUPS.get((protocol, chapter), GROUPS.get(chapter, chapter))
-
-
 def markdown(table):
-    """The findings as MyST Markdown: the summary, then one table per group of claims (protocol and chapter),
+    """The findings as MyST Markdown: the summary, then one table per group of claims (protocol and group),
     whose evidence column links into the book."""
     parts = ["\n".join(summary(table))]
-    for (protocol, chapter), t in table.groupby(["protocol", "chapter"], sort=False):
-        lines = [f"**{group_name(protocol, chapter)}** (`{protocol}`, {cost_text(t.core_hours.iloc[0])})", "",
+    for (protocol, group), t in table.groupby(["protocol", "group"], sort=False):
+        lines = [f"**{group}** (`{protocol}`, {cost_text(t.core_hours.iloc[0])})", "",
                  "| claim | verdict | evidence |", "|---|---|---|"]
         for r in t.itertuples():
             target = f"{{ref}}`{r.evidence} <{r.label}>`" if r.label else f"[{r.evidence}]({r.chapter}.ipynb)"
@@ -126,13 +126,13 @@ def markdown(table):
 
 
 def summary(table):
-    """One line per group of claims (protocol and evidence), then the total: how many of each verdict."""
+    """One line per group of claims (protocol and group), then the total: how many of each verdict."""
     def counted(t):
         counts = t.verdict.value_counts()
         return ", ".join(f"{counts[v]} {v}" for v in (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE) if v in counts)
 
-    lines = [f"* **{group_name(protocol, chapter)}** (`{protocol}`): {counted(t)}."
-             for (protocol, chapter), t in table.groupby(["protocol", "chapter"], sort=False)]
+    lines = [f"* **{group}** (`{protocol}`): {counted(t)}."
+             for (protocol, group), t in table.groupby(["protocol", "group"], sort=False)]
     return [*lines, "", f"Of {len(table)} claims in all: {counted(table)}."]
 
 

@@ -15,7 +15,7 @@ from torch.nn.utils import clip_grad_norm_
 
 from ridrepro.data import norm_tensors
 from ridrepro.distill import BAS, CIFD, RID, TED, VID
-from ridrepro.models import init_authors_
+from ridrepro.models import build_model, init_authors_
 from ridrepro.models.forward import evaluate, prepare
 from ridrepro.train.tapcache import teacher_taps
 
@@ -135,6 +135,13 @@ def schedule_table(distiller, method, epochs, steps_per_epoch=1):
                         stepwise[g].step()
         step_schedulers(scheds, method)
     return rows
+
+
+def protocol_schedule(protocol, method, steps_per_epoch=1):
+    """schedule_table for one of a protocol's methods over its epochs, built from the protocol alone."""
+    spec = protocol.method(method)
+    distiller = build_distiller(spec, build_model(protocol.student_arch), build_model(protocol.teacher_arch))
+    return schedule_table(distiller, spec, protocol.epochs_of(method), steps_per_epoch)
 
 
 def available_bytes(device):
