@@ -19,6 +19,7 @@ from ridrepro.analysis.claims import (
     Rules,
     atom_table,
     atom_verdicts,
+    cells_needed,
     compare,
     judge,
     rules_for,
@@ -106,6 +107,15 @@ def test_verdict_table_is_the_books_one_format():
         "claim", "difference", "spread", "seeds", "verdict", "why", "in the paper"]
     with pytest.raises(ValueError, match="unknown extra column"):
         verdict_table(v, "sead")
+
+
+def test_cells_needed_puts_variant_cells_under_their_own_protocol():
+    need = cells_needed(PAPER_CODE_4K_RULES)
+    assert need[("paper-code-4k-torch-init", "RID-ut")] == 2 and need[("paper-code-4k", "RID-ut")] == 3
+    assert {c for p, c in need if p == "paper-code-4k"} == {"BAS", "VID-ut", "VID-tt", "RID-ut", "RID-tt", "TED-ut",
+                                                             "TED-tt"}
+    decay = cells_needed(rules_for("cpu-4k-decay"))
+    assert decay[("cpu-4k-decay", "RID-tt")] == 3 and ("cpu-4k", "RID-tt") in decay and ("cpu-4k", "BAS") in decay
 
 
 def test_rules_exist_for_the_grids():

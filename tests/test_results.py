@@ -6,6 +6,7 @@ import pytest
 from ridrepro.analysis.results import (
     PAPER_ACCURACY,
     accuracy_summary,
+    cost_to_finish,
     describe_status,
     grid_status,
     load_metrics,
@@ -122,3 +123,23 @@ def test_run_accuracy_and_status_of_a_partial_grid(tmp_path):
     assert "BAS" not in lines[2] and "VID-tt not run yet (1 training)" in lines[2]
 
 
+
+
+def test_cost_to_finish_prices_missing_epochs_at_each_methods_measured_rate(tmp_path):
+    def run(name, epochs, cpu_seconds, finished=False):
+        d = tmp_path / "smoke" / name
+        d.mkdir(parents=True)
+        (d / "config.json").write_text("{}")
+        (d / "metrics.jsonl").write_text("".join(json.dumps({"epoch": e + 1, "cpu_seconds": cpu_seconds}) + "\n"
+                                                 for e in range(epochs)))
+        if finished:
+            (d / "finished.json").write_text("{}")
+
+    run("bas-s0", 4, 900, finished=True)  # smoke: 4 epochs; BAS costs 0.25 core-hours an epoch
+    run("rid-ut-s0", 1, 1800)  # RID 0.5 an epoch, 3 epochs to go
+    run("rid-ut-s5", 4, 1800, finished=True)  # a seed beyond those needed costs, but does not count
+    t = cost_to_finish(tmp_path, {("smoke", "BAS"): 2, ("smoke", "RID-ut"): 1, ("smoke", "TED-tt"): 1}).set_index("cell")
+    assert t.loc["BAS", "to_go"] == pytest.approx(4 * 0.25) and t.loc["BAS", "spent"] == pytest.approx(1.0)
+    assert t.loc["RID-ut", "to_go"] == pytest.approx(3 * 0.5)
+    assert (t.loc["RID-ut", "started"], t.loc["RID-ut", "finished"]) == (2, 1)
+    assert np.isnan(t.loc["TED-tt", "to_go"])  # no TED run measured yet

@@ -133,6 +133,19 @@ def verdicts(root, rules):
     return pd.DataFrame([judge(c, runs, rules) for c in rules.claims])
 
 
+def cells_needed(rules):
+    """{(protocol, cell): finished seeds the rules need} for every cell a claim reads; a variant's cells under
+    their own protocol, named without the variant's suffix (("paper-code-4k-torch-init", "RID-ut"))."""
+    protocol_of = {rules.suffix: rules.protocol, **{s: p for p, s in rules.variants.items()}}
+    needed = {}
+    for claim in rules.claims:
+        for cell in filter(None, (claim.a, claim.b)):
+            suffix = max((s for s in protocol_of if cell.endswith(s)), key=len)
+            key = (protocol_of[suffix], cell[: len(cell) - len(suffix)])
+            needed[key] = max(needed.get(key, 0), claim.seeds or rules.seeds)
+    return needed
+
+
 def verdict_table(v, *extra):
     """Verdicts (verdicts, atom_verdicts) as the book prints them: claim, signed difference, spread, verdict and
     why, with any of `extra` ("seeds"; "source", headed "in the paper") inserted where they belong; "-" where a

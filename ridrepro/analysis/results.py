@@ -15,6 +15,7 @@ from ridrepro.files import read_jsonl
 from ridrepro.layout import CELLS, PAPER_CELLS, accuracy_of, cell_name, parse_run
 from ridrepro.pid import pid_from_clusters
 from ridrepro.pid.broja import ATOMS
+from ridrepro.protocols import get_protocol
 
 # The paper's CIFAR-10 accuracies at epoch 300 under the authors' code (reference/protocols.md section 6):
 # the authors' single-run log, and the 3-run figure read off the plot (+-0.005). None: not in that source.
@@ -100,6 +101,32 @@ def run_core_hours(folder, records):
     cost = lambda r, cpu, wall: r[cpu] if cpu in r else r.get(wall, 0.0) * threads  # noqa: E731
     return (sum(cost(r, "cpu_seconds", "seconds") for r in records)
             + cost(info, "other_cpu_seconds", "other_seconds")) / 3600
+
+
+def cost_to_finish(root, needed):
+    """Per cell of `needed` ({(protocol, cell): seeds}, claims.cells_needed): its runs started and finished,
+    the core-hours spent, and an estimate of those still to go: every epoch its first `seeds` seeds still
+    lack, at its method's measured core-hours per epoch (over all runs of that method in the needed
+    protocols; NaN while the method has none)."""
+    runs = pd.DataFrame([{"protocol": protocol, "cell": cell_name(method, teacher), "method": method, "seed": seed,
+                          "epochs": len(records), "hours": run_core_hours(folder, records),
+                          "finished": (folder / "finished.json").exists()}
+                         for protocol in dict.fromkeys(p for p, _ in needed) if (Path(root) / protocol).is_dir()
+                         for folder, method, teacher, seed in grid_runs(root, protocol)
+                         for records in [read_jsonl(folder / "metrics.jsonl")]],
+                        columns=["protocol", "cell", "method", "seed", "epochs", "hours", "finished"])
+    per_epoch = runs.groupby("method").hours.sum() / runs.groupby("method").epochs.sum().clip(lower=1)
+    rows = []
+    for (protocol, cell), seeds in needed.items():
+        mine = runs[(runs.protocol == protocol) & (runs.cell == cell)]
+        counted = mine.sort_values("seed").head(seeds)  # the seeds a verdict reads; extra seeds cost extra
+        method = cell.split("-")[0].lower()
+        epochs = get_protocol(protocol).epochs_of(method)
+        missing_epochs = seeds * epochs - counted.epochs.clip(upper=epochs).sum()
+        rows.append({"protocol": protocol, "cell": cell, "seeds": seeds, "started": len(mine),
+                     "finished": int(mine.finished.sum()), "spent": mine.hours.sum(),
+                     "to_go": missing_epochs * per_epoch.get(method, np.nan) if missing_epochs else 0.0})
+    return pd.DataFrame(rows)
 
 
 def run_accuracy(root, protocol):
