@@ -33,8 +33,10 @@ class Run:
     def __post_init__(self):
         if self.method not in ("teacher", *METHODS):
             raise ValueError(f"unknown method {self.method!r}; choose from {', '.join(METHODS)}")
-        if (self.method == "bas") != (self.teacher is None):
-            raise ValueError("BAS has no teacher; every other run has one (tt or ut)")
+        if self.method == "bas" and self.teacher is not None:
+            raise ValueError("BAS has no teacher; leave --teacher out")
+        if self.method != "bas" and self.teacher is None:
+            raise ValueError(f"{self.method} needs a teacher: --teacher tt or ut")
         if self.teacher is not None and self.teacher not in TEACHER_KINDS:
             raise ValueError(f"teacher must be one of {TEACHER_KINDS}, got {self.teacher!r}")
         if self.method == "teacher" and self.teacher_seed:

@@ -44,6 +44,8 @@ def test_bad_runs_are_refused():
         Run("bas", 0, "tt")
     with pytest.raises(ValueError, match="teacher must be one of"):
         Run("vid", 0, "xx")
+    with pytest.raises(ValueError, match="vid needs a teacher"):
+        Run("vid", 0)
 
 
 def test_readers_find_a_run_of_another_teacher_seed(tmp_path):

@@ -120,9 +120,9 @@ def test_summary_formats(capsys, tmp_path):
 def test_clean_errors(capsys, tmp_path):
     base = ["--protocol", "smoke", "--synthetic", "--runs", str(tmp_path)]
     assert main(["distil", "--method", "bas", "--teacher", "tt", *base]) == 2
-    assert "bas has no teacher" in capsys.readouterr().err
+    assert "BAS has no teacher; leave --teacher out" in capsys.readouterr().err
     assert main(["distil", "--method", "rid", *base]) == 2
-    assert "--teacher tt or ut is required" in capsys.readouterr().err
+    assert "rid needs a teacher: --teacher tt or ut" in capsys.readouterr().err
     assert main(["summary", "--protocol", "paper-text", "--runs", str(tmp_path)]) == 2
     assert "no results for protocol 'paper-text'" in capsys.readouterr().err
 

@@ -8,7 +8,7 @@ import sys
 import torch
 
 from ridrepro.argtypes import JOBS, THREADS, float_at_least, seed, seeds_option
-from ridrepro.layout import DEFAULT_RUNS, METHODS, TEACHER_KINDS
+from ridrepro.layout import DEFAULT_RUNS, METHODS, TEACHER_KINDS, Run
 from ridrepro.protocols import PROTOCOLS, get_protocol
 from ridrepro.train.grid import run_local
 from ridrepro.train.runs import Options, distil, ensure_teacher
@@ -117,10 +117,7 @@ def cmd_teacher(args):
 
 def cmd_distil(args):
     protocol, opts = _setup(args)
-    if args.method == "bas" and args.teacher:
-        raise ValueError("bas has no teacher; leave --teacher out")
-    if args.method != "bas" and not args.teacher:
-        raise ValueError(f"--teacher tt or ut is required for {args.method}")
+    Run(args.method, args.seed, args.teacher, args.teacher_seed)  # a name the run can have, before the data load
     summary = distil(protocol, _dataset(args), args.method, args.seed, args.teacher, args.teacher_seed, opts)
     print(json.dumps(summary))
     return 0
