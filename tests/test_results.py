@@ -8,6 +8,7 @@ from ridrepro.analysis.results import (
     accuracy_summary,
     cost_to_finish,
     describe_status,
+    kernel_paths,
     grid_status,
     load_metrics,
     load_pid,
@@ -143,3 +144,14 @@ def test_cost_to_finish_prices_missing_epochs_at_each_methods_measured_rate(tmp_
     assert t.loc["RID-ut", "to_go"] == pytest.approx(3 * 0.5)
     assert (t.loc["RID-ut", "started"], t.loc["RID-ut", "finished"]) == (2, 1)
     assert np.isnan(t.loc["TED-tt", "to_go"])  # no TED run measured yet
+
+
+def test_kernel_paths_name_where_a_run_changed_path(tmp_path):
+    env = {"cpu_capability": "AVX2", "threads": 1}
+    (tmp_path / "config.json").write_text(json.dumps({"environment": env}))
+    assert kernel_paths(tmp_path) == "AVX2"
+    later = [{**env, "threads": 2, "changed": ["threads"], "after_epoch": 3},
+             {**env, "cpu_capability": "AVX512", "changed": ["cpu_capability"], "after_epoch": 115},
+             {**env, "cpu_capability": "DEFAULT", "changed": ["cpu_capability"]}]  # written before after_epoch
+    (tmp_path / "config.json").write_text(json.dumps({"environment": env, "resumed_in": later}))
+    assert kernel_paths(tmp_path) == "AVX2, AVX512 after epoch 115, DEFAULT later"

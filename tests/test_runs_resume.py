@@ -165,6 +165,7 @@ def test_a_run_started_under_one_kernel_path_resumes_under_another(tmp_path):
     [resumed] = config["resumed_in"]
     assert resumed["cpu_capability"] == other_kernel_path()
     assert {"cpu_capability", "kernel_env"} <= set(resumed["changed"])
+    assert 0 < resumed["after_epoch"] < EPOCHS  # where the second kernel path took over
 
 
 @pytest.mark.grid

@@ -103,6 +103,16 @@ def run_core_hours(folder, records):
             + cost(info, "other_cpu_seconds", "other_seconds")) / 3600
 
 
+def kernel_paths(folder):
+    """The CPU kernel paths a run trained on, from its config.json: "AVX2", or "AVX2, AVX512 after epoch 115"
+    where it was resumed on another (resumed_in; "later" for a record that predates after_epoch)."""
+    cfg = json.loads((Path(folder) / "config.json").read_text())
+    paths = [cfg.get("environment", {}).get("cpu_capability", "unknown")]
+    paths += [f"{r['cpu_capability']} after epoch {r['after_epoch']}" if "after_epoch" in r
+              else f"{r['cpu_capability']} later" for r in cfg.get("resumed_in", []) if "cpu_capability" in r["changed"]]
+    return ", ".join(paths)
+
+
 def cost_to_finish(root, needed):
     """Per cell of `needed` ({(protocol, cell): seeds}, claims.cells_needed): its runs started and finished,
     the core-hours spent, and an estimate of those still to go: every epoch its first `seeds` seeds still

@@ -119,7 +119,8 @@ class RunDir:
                     f"{k} ({first.get(k)} -> {self.env.get(k)})" for k in changed)
                     + ": the result will not be bit-identical to an uninterrupted run", file=sys.stderr)
                 # Recorded, so that a reader of the run can tell it was continued elsewhere.
-                record = {**self.env, "changed": changed, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+                record = {**self.env, "changed": changed, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                          "after_epoch": (self._resume or {}).get("metrics_lines", 0)}  # epochs run before
                 if breaks:
                     record["allowed_by"] = ALLOW_ENV_FLAG
                 old.setdefault("resumed_in", []).append(record)
