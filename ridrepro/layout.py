@@ -82,6 +82,12 @@ def cell_name(method, teacher):
     return method.upper() if teacher is None else f"{method.upper()}-{teacher}"
 
 
+def parse_cell(cell):
+    """(method, teacher) of a cell name, the inverse of cell_name: "RID-ut" -> ("rid", "ut"), "BAS" -> ("bas", None)."""
+    method, _, teacher = cell.partition("-")
+    return method.lower(), teacher or None
+
+
 def teacher_dir(root, protocol, kind, seed):
     return Run("teacher", seed, kind).folder(root, protocol)
 

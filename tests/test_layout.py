@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from ridrepro.analysis.results import grid_runs
-from ridrepro.layout import CELLS, METHODS, TEACHER_KINDS, Run, accuracy_of, parse_run, student_dir, teacher_dir
+from ridrepro.layout import (CELLS, METHODS, TEACHER_KINDS, Run, accuracy_of, parse_cell, parse_run, student_dir,
+                             teacher_dir)
 
 
 def every_run(seeds=(0, 1, 12), teacher_seeds=(0, 3)):
@@ -24,6 +25,7 @@ def test_every_name_round_trips():
     for run in runs:
         assert parse_run(run.name) == run
         assert run.cell in CELLS
+        assert parse_cell(run.cell) == (run.method, run.teacher)
     assert Run("rid", 0, "tt", 3).name == "rid-tt3-s0" and Run("rid", 0, "tt", 3).cell == "RID-tt"
 
 

@@ -73,7 +73,8 @@ def grid_findings(root, protocol, kind, evidence, cost, book_data="book/data"):
     v = KINDS[kind](root, protocol, book_data)
     return [{"claim": r.claim, "source": r.source or "this book (mechanism)", "verdict": r.verdict,
              "reason": r.reason, "protocol": protocol, "core_hours": hours if done else -hours,
-             "group": evidence.group, "chapter": evidence.chapter, "label": evidence.label, "evidence": evidence.text} for r in v.itertuples()]
+             "group": evidence.group, "chapter": evidence.chapter, "label": evidence.label,
+             "evidence": evidence.text} for r in v.itertuples()]
 
 
 # Where the book shows each exact claim (claims.exact_verdicts): chapter, label, link text.

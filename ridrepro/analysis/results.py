@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ridrepro.files import read_jsonl
-from ridrepro.layout import CELLS, PAPER_CELLS, accuracy_of, cell_name, parse_run
+from ridrepro.layout import CELLS, PAPER_CELLS, accuracy_of, cell_name, parse_cell, parse_run
 from ridrepro.pid import pid_from_clusters
 from ridrepro.pid.broja import ATOMS
 from ridrepro.protocols import get_protocol
@@ -130,7 +130,7 @@ def cost_to_finish(root, needed):
     for (protocol, cell), seeds in needed.items():
         mine = runs[(runs.protocol == protocol) & (runs.cell == cell)]
         counted = mine.sort_values("seed").head(seeds)  # the seeds a verdict reads; extra seeds cost extra
-        method = cell.split("-")[0].lower()
+        method, _ = parse_cell(cell)
         epochs = get_protocol(protocol).epochs_of(method)
         missing_epochs = seeds * epochs - counted.epochs.clip(upper=epochs).sum()
         rows.append({"protocol": protocol, "cell": cell, "seeds": seeds, "started": len(mine),
