@@ -15,7 +15,7 @@ import torch
 
 from ridrepro.analysis import probes
 from ridrepro.data import balanced_subset, load_cifar10
-from ridrepro.layout import METHODS, TEACHER_KINDS, cell_name, parse_run, student_dir, teacher_dir, teacher_label
+from ridrepro.layout import METHODS, TEACHER_KINDS, cell_name, parse_run, student_dir, teacher_dir
 from ridrepro.models.weights import load_student, load_teacher
 from ridrepro.protocols import get_protocol, protocol_data
 
@@ -160,7 +160,7 @@ def probe_grid(root, protocol, x=None, y=None, *, data=None, n_images=1000, subs
     def teachers_of(kind, run):  # the loaded teachers a student is compared with: BAS both, a cell its own
         if kind == "bas":
             return list(tstate)
-        return [k for k in tstate if run.split("-")[1] == teacher_label(k, teacher_seed)]
+        return [k for k in tstate if (parse_run(run).teacher, parse_run(run).teacher_seed) == (k, teacher_seed)]
 
     cams = {}
     for run, (kind, folder) in students.items():
