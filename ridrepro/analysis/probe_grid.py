@@ -160,7 +160,8 @@ def probe_grid(root, protocol, x=None, y=None, *, data=None, n_images=1000, subs
     def teachers_of(kind, run):  # the loaded teachers a student is compared with: BAS both, a cell its own
         if kind == "bas":
             return list(tstate)
-        return [k for k in tstate if (parse_run(run).teacher, parse_run(run).teacher_seed) == (k, teacher_seed)]
+        student = parse_run(run)
+        return [k for k in tstate if (student.teacher, student.teacher_seed) == (k, teacher_seed)]
 
     cams = {}
     for run, (kind, folder) in students.items():
