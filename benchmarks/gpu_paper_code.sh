@@ -4,7 +4,7 @@
 #
 #   [PYTHON=python3] bash benchmarks/gpu_paper_code.sh DATA OUT [SECONDS] [DEVICE]
 #
-# DATA: the CIFAR-10 archive or folder; OUT: where the results go (6 files); SECONDS: the whole budget (default
+# DATA: the CIFAR-10 archive or folder; OUT: where the results go (5 files); SECONDS: the whole budget (default
 # 420, of which the probe takes up to 2 minutes); DEVICE: cuda (default), or cpu to try the script on this machine.
 # The untrained teachers need no training. The runs are stopped at the budget, so metrics.jsonl holds their finished
 # epochs. OUT gets probe.txt (device, throughput table, data load), rid.log, vid.log, and one tar.gz per run folder
@@ -12,12 +12,15 @@
 set -u
 data=${1:?usage: gpu_paper_code.sh DATA OUT [SECONDS] [DEVICE]} out=${2:?usage: gpu_paper_code.sh DATA OUT [SECONDS] [DEVICE]}
 budget=${3:-420} device=${4:-cuda}
+[[ $budget =~ ^[0-9]+$ ]] || { echo "gpu_paper_code.sh: SECONDS must be a whole number of seconds, not $budget" >&2; exit 2; }
+[[ $device == cuda || $device == cpu ]] || { echo "gpu_paper_code.sh: DEVICE must be cuda or cpu, not $device" >&2; exit 2; }
 [ -e "$data" ] || { echo "gpu_paper_code.sh: no CIFAR-10 at $data: pass the archive or folder as DATA" >&2; exit 2; }
 mkdir -p "$out" || exit 2
 start=$SECONDS
 py=${PYTHON:-python3}  # the device machine's python3 holds PyTorch
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 RIDREPRO_DATA=$data
 runs=$(mktemp -d)
+trap 'rm -rf "$runs"' EXIT  # the run folders (weights included) live only until OUT has its copies
 {
   nvidia-smi -L 2>&1 || true
   $py -c "import torch; print('torch', torch.__version__)"
