@@ -24,10 +24,12 @@ def mean_sd(values, spec=".3f"):
     return f"{format(mean, spec)} ± {format(sd, spec)}"
 
 
-def markdown_table(df, index=False):
-    """A DataFrame as a Markdown table: it wraps inside the page where a wide HTML table would scroll."""
+def markdown_table(df, index=False, floatfmt=None):
+    """A DataFrame as a Markdown table: it wraps inside the page where a wide HTML table would scroll. floatfmt
+    (a format spec such as ".4g") formats the float cells; others print as str does."""
     if index:
         df = df.reset_index()
+    cell = lambda v: format(v, floatfmt) if floatfmt and isinstance(v, float) else str(v)  # noqa: E731
     rows = ["| " + " | ".join(str(c) for c in df.columns) + " |", "|" + "---|" * len(df.columns)]
-    rows += ["| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |" for row in df.itertuples(index=False)]
+    rows += ["| " + " | ".join(cell(v).replace("|", "\\|") for v in row) + " |" for row in df.itertuples(index=False)]
     return "\n".join(rows)

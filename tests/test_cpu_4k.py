@@ -13,8 +13,8 @@ import untimed
 from ridrepro.analysis.results import accuracy_summary, load_metrics
 from ridrepro.data import synthetic_cifar
 from ridrepro.models import build_model
-from ridrepro.protocols import CPU_4K, CPU_4K_DECAY, PAPER_CODE, SMOKE, Schedule
-from ridrepro.train.engine import build_distiller, build_optimisers, protocol_schedule, schedule_table
+from ridrepro.protocols import CPU_4K, CPU_4K_DECAY, PAPER_CODE, PAPER_CODE_4K, SMOKE, Schedule
+from ridrepro.train.engine import build_distiller, build_optimisers, protocol_schedule, rate_table, schedule_table
 from ridrepro.train.runs import Options, distil, ensure_teacher
 
 
@@ -52,6 +52,19 @@ def test_cpu_4k_decay_is_cpu_4k_with_rid_and_ted_on_bas_s_schedule():
     same = {f: getattr(CPU_4K, f) for f in CPU_4K.to_dict() if f not in ("name", "methods", "notes")}
     assert {f: getattr(CPU_4K_DECAY, f) for f in same} == same
     assert CPU_4K_DECAY.teacher_home == "cpu-4k" and set(CPU_4K_DECAY.methods) == {"rid", "ted"}
+
+
+def test_rate_table_names_the_rate_confound_between_cpu_4k_and_paper_code_4k():
+    rows = {(r["protocol"], r["method"], r["optimiser"]): r for r in rate_table(CPU_4K) + rate_table(PAPER_CODE_4K)}
+    assert len(rows) == 12  # four methods; RID and TED have a filter optimiser beside the student's
+    first_last = {k: pytest.approx((r["first epoch"], r["last epoch"])) for k, r in rows.items()}
+    assert first_last["cpu-4k", "BAS", "student"] == (0.05, 0.002)
+    assert first_last["cpu-4k", "RID", "student"] == (0.05, 0.05)  # never stepped: the confound
+    assert first_last["paper-code-4k", "RID", "student"] == (0.0025, 0.0025)  # 0.05 squared, also never stepped
+    assert first_last["paper-code-4k", "VID", "student"] == (0.0025, 0.0001)
+    assert first_last["paper-code-4k", "TED", "filter"] == (0.05, 0.05)
+    assert {r["training images"] for r in rows.values()} == {"4,000"}
+    assert {r["epochs"] for r in rows.values() if r["protocol"] == "paper-code-4k"} == {300}
 
 
 def test_onecycle_warms_up_then_decays_per_step():

@@ -37,3 +37,13 @@ def test_markdown_table_escapes_pipes():
 
     text = markdown_table(pd.DataFrame({"claim": ["KL(T||S) falls"], "n": [3]}))
     assert text.splitlines() == ["| claim | n |", "|---|---|", "| KL(T\\|\\|S) falls | 3 |"]
+
+
+def test_markdown_table_formats_only_the_float_cells_with_floatfmt():
+    import pandas as pd
+
+    from ridrepro.fmt import markdown_table
+
+    df = pd.DataFrame({"rate": [0.0025000000000000005, 0.05], "epochs": [300, 40], "images": ["4,000", "all"]})
+    assert markdown_table(df).splitlines()[2] == "| 0.0025000000000000005 | 300 | 4,000 |"
+    assert markdown_table(df, floatfmt=".4g").splitlines()[2:] == ["| 0.0025 | 300 | 4,000 |", "| 0.05 | 40 | all |"]

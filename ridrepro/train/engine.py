@@ -144,6 +144,21 @@ def protocol_schedule(protocol, method, steps_per_epoch=1):
     return schedule_table(distiller, spec, protocol.epochs_of(method), steps_per_epoch)
 
 
+def rate_table(protocol, methods=("bas", "vid", "rid", "ted")):
+    """Each method's learning rates under a protocol, a row per optimiser: its rate in the first and the last
+    epoch, with the epochs and training images they span (the book's side-by-side of two grids' rates)."""
+    rows = []
+    for method in methods:
+        sched = protocol_schedule(protocol, method)
+        for group in protocol.method(method).optim:
+            rows.append({"protocol": protocol.name, "method": method.upper(), "optimiser": group,
+                         "training images": "all" if protocol.train_per_class is None
+                         else f"{10 * protocol.train_per_class:,}",
+                         "epochs": protocol.epochs_of(method),
+                         "first epoch": sched[0]["lr"][group], "last epoch": sched[-1]["lr"][group]})
+    return rows
+
+
 def available_bytes(device):
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0]
