@@ -1,6 +1,7 @@
 """The one comparison rule and the three-valued verdicts, on hand-made per-seed values."""
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -22,6 +23,7 @@ from ridrepro.analysis.claims import (
     cells_needed,
     compare,
     judge,
+    never_levelled,
     rules_for,
     run_values,
     verdict_table,
@@ -116,6 +118,17 @@ def test_cells_needed_puts_variant_cells_under_their_own_protocol():
                                                              "TED-tt"}
     decay = cells_needed(rules_for("cpu-4k-decay"))
     assert decay[("cpu-4k-decay", "RID-tt")] == 3 and ("cpu-4k", "RID-tt") in decay and ("cpu-4k", "BAS") in decay
+
+
+def test_never_levelled_names_only_cells_with_all_their_seeds_still_moving():
+    drifting = [(0.70, 0.0), (0.71, 0.03), (0.72, 0.0)]
+    low = [(0.50, 0.0), (0.51, 0.0), (0.49, 0.001)]
+    rules = Rules(protocol="p", seeds=3, tail_epochs=30, max_change_run=0.02, claims=(CLAIM,))
+    assert never_levelled(runs({"A": drifting, "B": low}), rules) == {"A": "a seed moves 0.030"}
+    assert never_levelled(runs({"A": drifting[:2], "B": low}), rules) == {}  # a seed to come may settle it
+    assert never_levelled(runs({"A": low, "B": low}), rules) == {}
+    unlevelled = Claim("y", "A dead", "A", "all_below", threshold=0.1, metric="filter_positive_end", levelled=False)
+    assert never_levelled(runs({"A": drifting}), replace(rules, claims=(unlevelled,))) == {}
 
 
 def test_rules_exist_for_the_grids():

@@ -146,6 +146,21 @@ def cells_needed(rules):
     return needed
 
 
+def never_levelled(runs, rules):
+    """{cell: why} for each cell that a claim reads on levelled-off runs, that has every finished seed the rules
+    need and still has not levelled off: no further run of its protocol can settle those claims (runs:
+    run_values)."""
+    suffix = {rules.protocol: rules.suffix, **rules.variants}
+    out = {}
+    for (protocol, cell), seeds in cells_needed(rules).items():
+        name = cell + suffix[protocol]
+        mine = runs[runs.cell == name]
+        why = levelled_off(mine, rules)
+        if why and len(mine) >= seeds and any(c.levelled and name in (c.a, c.b) for c in rules.claims):
+            out[name] = why
+    return out
+
+
 def verdict_table(v, *extra):
     """Verdicts (verdicts, atom_verdicts) as the book prints them: claim, signed difference, spread, verdict and
     why, with any of `extra` ("seeds"; "source", headed "in the paper") inserted where they belong; "-" where a
