@@ -45,6 +45,11 @@ class Rules:
     claims: tuple = ()
     intervals: str = "combined"  # atom claims: pid_intervals.jsonl's combined interval, or "percentile" (pid.jsonl's)
 
+    @property
+    def suffixes(self):
+        """protocol -> the suffix its cells get in the claims: the rules' own protocol, then each variant."""
+        return {self.protocol: self.suffix, **self.variants}
+
 
 def compare(a, b, rule, factor=1.0, tolerance=None):
     """One comparison of per-seed values a and b: (difference, spread, holds).
@@ -136,7 +141,7 @@ def verdicts(root, rules):
 def cells_needed(rules):
     """{(protocol, cell): finished seeds the rules need} for every cell a claim reads; a variant's cells under
     their own protocol, named without the variant's suffix (("paper-code-4k-torch-init", "RID-ut"))."""
-    protocol_of = {rules.suffix: rules.protocol, **{s: p for p, s in rules.variants.items()}}
+    protocol_of = {s: p for p, s in rules.suffixes.items()}
     needed = {}
     for claim in rules.claims:
         for cell in filter(None, (claim.a, claim.b)):
@@ -150,7 +155,7 @@ def never_levelled(runs, rules):
     """{cell: why} for each cell that a claim reads on levelled-off runs, that has every finished seed the rules
     need and still has not levelled off: no further run of its protocol can settle those claims (runs:
     run_values)."""
-    suffix = {rules.protocol: rules.suffix, **rules.variants}
+    suffix = rules.suffixes
     out = {}
     for (protocol, cell), seeds in cells_needed(rules).items():
         name = cell + suffix[protocol]
@@ -194,7 +199,7 @@ def run_values(root, rules):
     from ridrepro.layout import accuracy_of, cell_name
 
     rows = []
-    for protocol, suffix in {rules.protocol: rules.suffix, **rules.variants}.items():
+    for protocol, suffix in rules.suffixes.items():
         if not (Path(root) / protocol).is_dir():
             continue
         for folder, method, teacher, seed in grid_runs(root, protocol, finished_only=True):
