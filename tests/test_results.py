@@ -111,10 +111,10 @@ def test_run_accuracy_and_status_of_a_partial_grid(tmp_path):
     write_run(tmp_path, "teacher-ut-s0", teacher_acc=0.1, finished=True)
     runs = run_accuracy(tmp_path, "proto").set_index("run")
     assert list(runs.index) == ["bas-s0", "bas-s1", "teacher-ut-s0", "vid-tt-s0"]
-    assert runs.loc["bas-s0", "last10"] == pytest.approx(0.6) and runs.loc["bas-s0", "final"] == pytest.approx(0.8)
-    assert runs.loc["teacher-ut-s0", "final"] == 0.1 and np.isnan(runs.loc["teacher-ut-s0", "last10"])
+    assert runs.loc["bas-s0", "tail_acc"] == pytest.approx(0.6) and runs.loc["bas-s0", "final"] == pytest.approx(0.8)
+    assert runs.loc["teacher-ut-s0", "final"] == 0.1 and np.isnan(runs.loc["teacher-ut-s0", "tail_acc"])
     summary = accuracy_summary(tmp_path, "proto").set_index("cell")
-    assert summary.loc["BAS", "last10"] == pytest.approx(0.55) and np.isnan(summary.loc["VID-tt", "last10_std"])
+    assert summary.loc["BAS", "tail_acc"] == pytest.approx(0.55) and np.isnan(summary.loc["VID-tt", "tail_acc_std"])
     status = grid_status(tmp_path, "proto").set_index("cell")
     assert status.loc["BAS", "finished"] == [0, 1] and status.loc["VID-tt", "training"] == [0]
     assert status.loc["RID-ut", "training"] == [0] and "teacher-ut" not in status.index

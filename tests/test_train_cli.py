@@ -82,12 +82,12 @@ def test_summary_statistics(tmp_path):
     assert r.seeds == 2 and r.finished == 1
     assert r.final == pytest.approx((1.1 + 0.5) / 2)
     assert r.final_std == pytest.approx(statistics.stdev([1.1, 0.5]))
-    assert r.last10 == pytest.approx((statistics.fmean(a[-10:]) + 0.5) / 2)
+    assert r.tail_acc == pytest.approx((statistics.fmean(a[-10:]) + 0.5) / 2)
     assert r.best == pytest.approx((1.1 + 0.5) / 2)
     assert r.core_hours == pytest.approx(((12 * 90 + 36) + 12 * 90) * 2 / 3600)  # s1 is unfinished: no set-up
     assert r.change == pytest.approx((0.1 * 2.4 + 0.0) / 2)  # rising 0.1 per epoch over the last 2.4 epochs; flat
     bas, teacher = table.set_index("cell").loc["BAS"], table.set_index("cell").loc["teacher-ut"]
-    assert bas.final == 0.4 and bas.final_std != bas.final_std and bas.last10 == pytest.approx(0.35)
+    assert bas.final == 0.4 and bas.final_std != bas.final_std and bas.tail_acc == pytest.approx(0.35)
     assert teacher.final == 0.1 and teacher.best != teacher.best  # NaN: an untrained teacher has no epochs
 
 
@@ -106,15 +106,28 @@ def test_summary_formats(capsys, tmp_path):
     write_run(tmp_path / "smoke" / "vid-ut-s0", [0.2, 0.25])
     assert main(["summary", "--protocol", "smoke", "--runs", str(tmp_path), "--format", "csv"]) == 0
     assert capsys.readouterr().out.splitlines() == [
-        "cell,seeds,finished,final,final_std,best,best_std,last10,last10_std,change,change_std,core_hours",
-        "VID-ut,1,1,0.25,,0.25,,0.225,,,,0.12"]  # one run: no std; change: one evaluated epoch in the last 20 %, no line
+        "cell,seeds,finished,final,final_std,best,best_std,tail_acc,tail_acc_std,change,change_std,tail_epochs,core_hours",
+        "VID-ut,1,1,0.25,,0.25,,0.225,,,,10,0.12"]  # one run: no std; change: one evaluated epoch in the last 20 %, no line
     assert main(["summary", "--protocol", "smoke", "--runs", str(tmp_path), "--format", "json"]) == 0
-    assert json.loads(capsys.readouterr().out)[0]["last10"] == pytest.approx(0.225)
+    assert json.loads(capsys.readouterr().out)[0]["tail_acc"] == pytest.approx(0.225)
     assert main(["summary", "--protocol", "smoke", "--runs", str(tmp_path)]) == 0
     assert "| VID-ut | 1 (1) | 0.2500 | 0.2500 | 0.2250 | - | 0.12 |" in capsys.readouterr().out  # n = 1: no ±
     write_run(tmp_path / "smoke" / "vid-ut-s1", [0.2, 0.35])
     assert main(["summary", "--protocol", "smoke", "--runs", str(tmp_path)]) == 0
     assert "| VID-ut | 2 (2) | 0.3000 ± 0.0707 |" in capsys.readouterr().out
+
+
+def test_summary_reads_the_epochs_the_claims_read(capsys, tmp_path):
+    # paper-code-4k's claims average a run's accuracy over its last 30 epochs, and its torch-init variant's too;
+    # the summary of those grids must print the same number as the book's verdicts, not a last-10 mean.
+    accs = [0.1] * 10 + [0.2] * 20 + [0.5] * 10  # last 10: 0.5; last 30: (20 * 0.2 + 10 * 0.5) / 30 = 0.3
+    for protocol in ("paper-code-4k", "paper-code-4k-torch-init"):
+        write_run(tmp_path / protocol / "rid-ut-s0", accs)
+        assert main(["summary", "--protocol", protocol, "--runs", str(tmp_path), "--format", "json"]) == 0
+        row = json.loads(capsys.readouterr().out)[0]
+        assert (row["tail_epochs"], row["tail_acc"]) == (30, pytest.approx(0.3))
+    assert main(["summary", "--protocol", "paper-code-4k", "--runs", str(tmp_path)]) == 0
+    assert "| mean of last 30 epochs |" in capsys.readouterr().out
 
 
 def test_clean_errors(capsys, tmp_path):

@@ -139,9 +139,9 @@ def cost_to_finish(root, needed):
     return pd.DataFrame(rows)
 
 
-def run_accuracy(root, protocol):
+def run_accuracy(root, protocol, tail=10):
     """One row per run that has finished an epoch (in name order): cell, seed, finished, and its final, best
-    and mean-of-last-10 test accuracy (the mean over the evaluated epochs among the last ten), how much its
+    and tail test accuracy (the mean over the evaluated epochs among the last `tail`), how much its
     accuracy still changes over the last 20% of the steps (tail_change), and its cost in core-hours
     (run_core_hours). An untrained teacher logs no epochs: its final accuracy is teacher.json's, and the
     others are NaN."""
@@ -151,11 +151,11 @@ def run_accuracy(root, protocol):
         accs = [r["test_acc"] for r in records if "test_acc" in r]
         row = {"run": folder.name, "cell": cell_name(method, teacher), "seed": seed,
                "finished": (folder / "finished.json").exists(),
-               "final": np.nan, "best": np.nan, "last10": np.nan, "change": np.nan,
+               "final": np.nan, "best": np.nan, "tail_acc": np.nan, "change": np.nan,
                "core_hours": run_core_hours(folder, records)}
         if accs:
-            acc = accuracy_of(records)
-            row.update(final=acc["final"], best=acc["best"], last10=np.nan if acc["tail"] is None else acc["tail"],
+            acc = accuracy_of(records, tail)
+            row.update(final=acc["final"], best=acc["best"], tail_acc=np.nan if acc["tail"] is None else acc["tail"],
                        change=tail_change([r["epoch"] for r in records if "test_acc" in r], accs))
         elif (folder / "teacher.json").exists():
             row["final"] = json.loads((folder / "teacher.json").read_text())["test_acc"]
@@ -167,13 +167,14 @@ def run_accuracy(root, protocol):
     return pd.DataFrame(runs)
 
 
-def accuracy_summary(root, protocol):
+def accuracy_summary(root, protocol, tail=10):
     """One row per grid cell (in CELLS order): seeds, finished runs, and the mean and standard deviation
-    over seeds (NaN for one seed: there is no spread to estimate) of each run's final, best and mean-of-last-10
-    test accuracy, and of its tail_change (run_accuracy). core_hours is the cell's cost summed over its runs."""
-    df = run_accuracy(root, protocol)
+    over seeds (NaN for one seed: there is no spread to estimate) of each run's final, best and tail test
+    accuracy (the mean over the evaluated epochs among the last `tail`), and of its tail_change (run_accuracy).
+    core_hours is the cell's cost summed over its runs."""
+    df = run_accuracy(root, protocol, tail)
     out = df.groupby("cell").agg(seeds=("seed", "size"), finished=("finished", "sum"), core_hours=("core_hours", "sum"),
-                                 **{f"{k}{suffix}": (k, agg) for k in ("final", "best", "last10", "change")
+                                 **{f"{k}{suffix}": (k, agg) for k in ("final", "best", "tail_acc", "change")
                                     for suffix, agg in (("", "mean"), ("_std", "std"))})
     order = {c: i for i, c in enumerate(CELLS)}
     return out.reset_index().sort_values("cell", key=lambda c: c.map(order)).reset_index(drop=True)
