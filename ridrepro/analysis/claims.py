@@ -380,7 +380,7 @@ RULES = {r.protocol: r for r in (CPU_4K_RULES, CPU_PREVIEW_RULES, PAPER_CODE_4K_
 def tail_epochs(protocol):
     """The epochs over which a run of `protocol` has its accuracy averaged: those of the rules that judge it (its
     own, or its base's for a variant), else the last 10, as for protocols without stated claims."""
-    judged = [r.tail_epochs for r in RULES.values() if protocol == r.protocol or protocol in r.variants]
+    judged = [r.tail_epochs for r in RULES.values() if protocol in r.suffixes]
     return judged[0] if judged else 10
 
 

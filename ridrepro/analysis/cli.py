@@ -28,8 +28,8 @@ def _grid(sub, name, help, protocols=PROTOCOLS, out=None):
 
 def add_commands(sub):
     p = _grid(sub, "summary", "accuracy table of a grid: final and best test accuracy and its mean over the last "
-                              "epochs the book's claims read (10, or the protocol's rules': 30 for paper-code-4k), "
-                              "mean and std over seeds, levelling off, core-hours")
+                              "epochs the book's claims read (the protocol's rules', else 10), mean and std over "
+                              "seeds, levelling off, core-hours")
     p.add_argument("--format", choices=["markdown", "csv", "json"], default="markdown", help="output format")
     p.set_defaults(func=cmd_summary)
 
